@@ -1,0 +1,123 @@
+// DStreamGraph: what a batch is. It knows every stream, the inputs and the outputs (in definition
+// order), turns one batch time into that batch's jobs, and forgets RDDs nobody needs any more.
+
+import type { DStream, ForEachDStream } from "./dstream.js";
+import { StatefulDStream } from "./dstream.js";
+import type { InputDStream } from "./sources/input.js";
+import type { RDD } from "./rdd.js";
+
+export interface GeneratedJob {
+  /** Position of the output operation in definition order. */
+  outputId: number;
+  name: string;
+  description: string;
+  run: (cancelled: () => boolean) => Promise<void>;
+}
+
+export class DStreamGraph {
+  private readonly streams = new Set<DStream<unknown>>();
+  private readonly inputs: InputDStream<unknown>[] = [];
+  private readonly outputs: ForEachDStream<unknown>[] = [];
+  private readonly names = new Map<string, number>();
+  private uidCounter = 0;
+  private inputIdCounter = 0;
+  private outputIdCounter = 0;
+  private readonly outputIds = new WeakMap<ForEachDStream<unknown>, number>();
+  /** Batch times are zeroTime + k * slide; set when the context starts. */
+  zeroTime?: number;
+  /** Time of the latest batch whose jobs have all finished. */
+  lastCompletedTime?: number;
+  /** Set by ssc.remember(ms): keep every stream's RDDs at least this long. */
+  rememberDuration?: number;
+
+  nextUid(): number {
+    return this.uidCounter++;
+  }
+
+  /** A unique name: the first claimant of `base` gets it as is, later ones get `base#2`, `base#3`, ... */
+  claimName(base: string): string {
+    const n = (this.names.get(base) ?? 0) + 1;
+    this.names.set(base, n);
+    return n === 1 ? base : `${base}#${n}`;
+  }
+
+  addStream(s: DStream<unknown>): void {
+    this.streams.add(s);
+  }
+
+  /** Registers an input stream; returns its stream id (0, 1, 2, ... in creation order). */
+  addInputStream(s: InputDStream<unknown>): number {
+    this.inputs.push(s);
+    return this.inputIdCounter++;
+  }
+
+  addOutputStream(s: ForEachDStream<unknown>): void {
+    this.outputs.push(s);
+    this.outputIds.set(s, this.outputIdCounter++);
+  }
+
+  removeOutputStream(s: ForEachDStream<unknown>): void {
+    const i = this.outputs.indexOf(s);
+    if (i >= 0) this.outputs.splice(i, 1);
+  }
+
+  inputStreams(): InputDStream<unknown>[] {
+    return this.inputs.slice();
+  }
+
+  outputStreams(): ForEachDStream<unknown>[] {
+    return this.outputs.slice();
+  }
+
+  allStreams(): DStream<unknown>[] {
+    return [...this.streams];
+  }
+
+  /** Streams that keep state across batches (updateStateByKey, mapWithState, incremental windows). */
+  statefulStreams(): StatefulDStream<unknown, unknown>[] {
+    return [...this.streams].filter((s): s is StatefulDStream<unknown, unknown> => s instanceof StatefulDStream);
+  }
+
+  /** Streams by name, for matching checkpointed state to a (possibly changed) pipeline. */
+  streamByName(name: string): DStream<unknown> | undefined {
+    for (const s of this.streams) if (s.name === name) return s;
+    return undefined;
+  }
+
+  /** The jobs of batch `time`, one per output operation whose stream has an RDD then, in definition order. */
+  generateJobs(time: number): GeneratedJob[] {
+    const jobs: GeneratedJob[] = [];
+    for (const out of this.outputs) {
+      let run: GeneratedJob["run"] | undefined;
+      try {
+        run = out.generateJob(time);
+      } catch (e) {
+        // A user function that runs while the batch is defined (transform) fails this output's job.
+        run = () => Promise.reject(e);
+      }
+      if (run) jobs.push({ outputId: this.outputIds.get(out) ?? -1, name: out.kind, description: `${out.kind} of ${out.parent.name}`, run });
+    }
+    return jobs;
+  }
+
+  /** Records each input stream brought into batch `time` (inputs no output reads count as 0). */
+  inputRecords(time: number): Record<number, number> {
+    const counts: Record<number, number> = {};
+    for (const input of this.inputs) {
+      const rdd = (input as unknown as { generatedRDDs: Map<number, RDD<unknown>> }).generatedRDDs.get(time);
+      counts[input.id] = input.reportedRecords(time) ?? rdd?.countIfKnown() ?? 0;
+    }
+    return counts;
+  }
+
+  batchCompleted(time: number): void {
+    if (this.lastCompletedTime === undefined || time > this.lastCompletedTime) this.lastCompletedTime = time;
+    for (const s of this.streams) s.clearMetadata(time);
+  }
+
+  /** Restart: forget generated RDDs so windows start again from the new zero time; state streams keep their state. */
+  reset(zeroTime: number, clear = true): void {
+    this.zeroTime = zeroTime;
+    if (clear) for (const s of this.streams) s.clearAll();
+  }
+}

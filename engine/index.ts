@@ -1,0 +1,43 @@
+// The engine's public face: everything a plain Node program or a notebook cell needs.
+
+export { StreamingContext, checkpointSupport } from "./context.js";
+export type { StreamingContextOptions, StreamingConf, StopOptions, StartOptions, StreamingState } from "./context.js";
+export { SparkContext, RDD, formatRecord } from "./rdd.js";
+export type { SparkContextOptions, MimeBundle } from "./rdd.js";
+export { DStream, StatefulDStream, TransformedDStream, UnionDStream, ForEachDStream } from "./dstream.js";
+export type { NameOption, UpdateStateOptions, ReduceWindowOptions } from "./dstream.js";
+export { WindowedDStream, ReducedWindowedDStream } from "./window.js";
+export { StateSpec, State, StateDStream, MapWithStateDStream } from "./state.js";
+export type { MappingFunction, StateCheckpoint } from "./state.js";
+export { Milliseconds, Seconds, Minutes } from "./duration.js";
+export * from "./errors.js";
+export type { StreamingListener, BatchInfo, OutputOperationInfo, ReceiverInfo } from "./listener.js";
+export { ManualClock, SystemClock } from "./clock.js";
+export type { Clock } from "./clock.js";
+export { DStreamGraph } from "./graph.js";
+export { setPresenter, presenter } from "./presenter.js";
+export type { Presenter, PrintSink, ChartSink, ChartOptions, ChartMode, ChartRow } from "./presenter.js";
+export { InputDStream } from "./sources/input.js";
+export { QueueInputDStream } from "./sources/queue.js";
+export { Receiver, ReceiverInputDStream, ReceiverNotAttachedError } from "./sources/receiver.js";
+export type { ReceiverStreamOptions, ReceiverState, BlockStore, ReceivedBlock, BlockSlice } from "./sources/receiver.js";
+export { SocketInputDStream, SocketReceiver } from "./sources/socket.js";
+export type { SocketStreamOptions } from "./sources/socket.js";
+export { TextFileInputDStream, TextFileStreamError } from "./sources/textfile.js";
+export type { TextFileStreamOptions } from "./sources/textfile.js";
+export { RateInputDStream } from "./sources/rate.js";
+export type { RateRow, RateStreamOptions } from "./sources/rate.js";
+export { PIDRateEstimator, RateController, RateEstimatorConfigError } from "./sources/ratecontrol.js";
+export type { PIDRateEstimatorOptions } from "./sources/ratecontrol.js";
+export { runSliced, yieldToLoop } from "./slicing.js";
+export { redisStream, saveToRedis, RedisInputDStream, RedisStreamError } from "./sources/redis.js";
+export type { RedisStreamOptions, RedisSinkOptions, RedisStreamEntry, RedisConnectionOptions } from "./sources/redis.js";
+// Importing checkpoint support plugs ssc.checkpoint(dir) and StreamingContext.getOrCreate into the context.
+export {
+  CheckpointMismatchError,
+  CheckpointCorruptError,
+  CheckpointVersionError,
+  CheckpointUnreadableError,
+  recoveryReportOf,
+} from "./checkpoint/index.js";
+export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";

@@ -1,0 +1,141 @@
+// JobScheduler: who runs batches. Job sets run one after another (Spark's default of one concurrent
+// job), output operations in definition order; listeners hear every step through the ListenerBus.
+
+import type { GeneratedJob } from "./graph.js";
+import type { BatchInfo, OutputOperationInfo, StreamingListener, StreamingListenerEvent } from "./listener.js";
+import { CancelledError } from "./slicing.js";
+import { errorMessage } from "./errors.js";
+
+export class ListenerBus {
+  private readonly listeners: StreamingListener[] = [];
+  private warned = new WeakSet<StreamingListener>();
+
+  add(l: StreamingListener): void {
+    this.listeners.push(l);
+  }
+
+  remove(l: StreamingListener): void {
+    const i = this.listeners.indexOf(l);
+    if (i >= 0) this.listeners.splice(i, 1);
+  }
+
+  /** Calls each listener; one that throws is reported once on stderr and never stops the others. */
+  post<K extends keyof StreamingListener>(kind: K, event: StreamingListenerEvent<K>): void {
+    for (const l of this.listeners.slice()) {
+      const fn = l[kind] as ((e: StreamingListenerEvent<K>) => void) | undefined;
+      if (!fn) continue;
+      try {
+        fn.call(l, event);
+      } catch (e) {
+        if (!this.warned.has(l)) {
+          this.warned.add(l);
+          console.error(`streaming listener ${kind} threw (further errors of this listener are not shown): ${errorMessage(e)}`);
+        }
+      }
+    }
+  }
+}
+
+export interface JobSet {
+  time: number;
+  jobs: GeneratedJob[];
+  info: BatchInfo;
+}
+
+export interface JobSchedulerHooks {
+  /** A user function failed: the context records it for awaitTermination. */
+  onError(error: unknown): void;
+  /** After a batch's jobs: forget old RDDs, write checkpoints. Awaited before the next batch starts. */
+  afterBatch(time: number): Promise<void>;
+}
+
+export class JobScheduler {
+  private readonly queue: JobSet[] = [];
+  private running?: JobSet;
+  private loop?: Promise<void>;
+  private cancelled = false;
+
+  constructor(
+    private readonly bus: ListenerBus,
+    private readonly hooks: JobSchedulerHooks,
+  ) {}
+
+  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>): void {
+    const numRecords = Object.values(streamIdToNumRecords).reduce((a, b) => a + b, 0);
+    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
+    this.queue.push({ time, jobs, info });
+    this.bus.post("onBatchSubmitted", { batchInfo: { ...info } });
+    if (!this.loop) {
+      this.loop = this.drain()
+        .catch((e) => this.hooks.onError(e))
+        .finally(() => (this.loop = undefined));
+    }
+  }
+
+  /** Batch times generated but not yet completed (the running one first). */
+  pendingBatchTimes(): number[] {
+    return [...(this.running ? [this.running.time] : []), ...this.queue.map((s) => s.time)];
+  }
+
+  /** Resolves when every submitted batch has completed. */
+  async idle(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  /** Drops queued batches and aborts the running one at its next slice boundary (non-graceful stop). */
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    this.queue.length = 0;
+    await this.idle();
+    this.cancelled = false;
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const set = this.queue.shift();
+      if (!set) return;
+      this.running = set;
+      try {
+        await this.runJobSet(set);
+      } finally {
+        this.running = undefined;
+      }
+    }
+  }
+
+  private async runJobSet(set: JobSet): Promise<void> {
+    const info = set.info;
+    info.processingStartTime = Date.now();
+    info.schedulingDelay = info.processingStartTime - info.submissionTime;
+    this.bus.post("onBatchStarted", { batchInfo: { ...info } });
+    const isCancelled = () => this.cancelled;
+    for (const job of set.jobs) {
+      if (this.cancelled) break;
+      const op: OutputOperationInfo = { batchTime: set.time, id: job.outputId, name: job.name, description: job.description, startTime: Date.now() };
+      this.bus.post("onOutputOperationStarted", { outputOperationInfo: { ...op } });
+      try {
+        await job.run(isCancelled);
+      } catch (e) {
+        if (e instanceof CancelledError) op.failureReason = e.message;
+        else {
+          op.failureReason = errorMessage(e);
+          info.failureReason ??= op.failureReason;
+          this.hooks.onError(e);
+        }
+      }
+      op.endTime = Date.now();
+      op.duration = op.endTime - (op.startTime as number);
+      (info.outputOperationInfos as Record<number, OutputOperationInfo>)[op.id] = op;
+      this.bus.post("onOutputOperationCompleted", { outputOperationInfo: { ...op } });
+    }
+    info.processingEndTime = Date.now();
+    info.processingDelay = info.processingEndTime - info.processingStartTime;
+    info.totalDelay = info.processingEndTime - info.submissionTime;
+    this.bus.post("onBatchCompleted", { batchInfo: { ...info } });
+    try {
+      await this.hooks.afterBatch(set.time);
+    } catch (e) {
+      this.hooks.onError(e);
+    }
+  }
+}

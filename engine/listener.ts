@@ -1,0 +1,55 @@
+// Streaming listener events, as Spark's StreamingListener reports them.
+
+export interface ReceiverInfo {
+  streamId: number;
+  name: string;
+  active: boolean;
+  location?: string;
+  lastErrorMessage?: string;
+  lastError?: string;
+  lastErrorTime?: number;
+}
+
+export interface OutputOperationInfo {
+  batchTime: number;
+  /** Position of the output operation in definition order. */
+  id: number;
+  name: string;
+  description: string;
+  startTime?: number;
+  endTime?: number;
+  duration?: number;
+  failureReason?: string;
+}
+
+export interface BatchInfo {
+  batchTime: number;
+  /** Records that entered the batch from all input streams. */
+  numRecords: number;
+  submissionTime: number;
+  processingStartTime?: number;
+  processingEndTime?: number;
+  /** processingStartTime - submissionTime: how long the batch waited behind earlier ones. */
+  schedulingDelay?: number;
+  processingDelay?: number;
+  totalDelay?: number;
+  streamIdToNumRecords?: Record<number, number>;
+  outputOperationInfos?: Record<number, OutputOperationInfo>;
+  /** The first failure of an output operation of this batch, if any. */
+  failureReason?: string;
+}
+
+export interface StreamingListener {
+  onStreamingStarted?(e: { time: number }): void;
+  onBatchSubmitted?(e: { batchInfo: BatchInfo }): void;
+  onBatchStarted?(e: { batchInfo: BatchInfo }): void;
+  onBatchCompleted?(e: { batchInfo: BatchInfo }): void;
+  onOutputOperationStarted?(e: { outputOperationInfo: OutputOperationInfo }): void;
+  onOutputOperationCompleted?(e: { outputOperationInfo: OutputOperationInfo }): void;
+  onReceiverStarted?(e: { receiverInfo: ReceiverInfo }): void;
+  onReceiverError?(e: { receiverInfo: ReceiverInfo }): void;
+  onReceiverStopped?(e: { receiverInfo: ReceiverInfo }): void;
+  onStreamingStopped?(e: { time: number }): void;
+}
+
+export type StreamingListenerEvent<K extends keyof StreamingListener> = Parameters<NonNullable<StreamingListener[K]>>[0];

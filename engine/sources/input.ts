@@ -1,0 +1,70 @@
+// InputDStream: the base of every source. It registers with the context's graph (getting Spark's
+// numeric stream `id`), is started and stopped with the context, and computes each batch's RDD.
+
+import type { StreamingContext } from "../context.js";
+import { DStream } from "../dstream.js";
+import type { RDD } from "../rdd.js";
+
+export interface InputOptions {
+  /** A stable name for checkpoints (default: `<kind>#<id>`, e.g. `socket#0`). */
+  name?: string;
+}
+
+function kindOf(ctor: Function): string {
+  const k = ctor.name.replace(/(Input)?D?Stream$/, "") || "input";
+  return k.charAt(0).toLowerCase() + k.slice(1);
+}
+
+export abstract class InputDStream<T> extends DStream<T> {
+  /** Spark's stream id: 0, 1, 2, ... in creation order within the context. */
+  readonly id: number;
+  private readonly recordCounts = new Map<number, number>();
+
+  constructor(ssc: StreamingContext, options?: InputOptions) {
+    super(ssc, `${kindOf(new.target)}#${ssc.graph.inputStreams().length}`, [], options);
+    this.id = ssc.graph.addInputStream(this as InputDStream<unknown>);
+    ssc.inputAdded(this as InputDStream<unknown>);
+  }
+
+  /** Called by ssc.start() (awaited before the first batch); also when added to a running context. */
+  abstract start(): void | Promise<void>;
+  /** Called by ssc.stop(). */
+  abstract stop(): void | Promise<void>;
+  /** The batch ending at `time`: what arrived in (time - batchDuration, time]. undefined means empty. */
+  abstract compute(time: number): RDD<T> | undefined;
+
+  /** Checkpoint hook: the source's position (JSON-serialisable), for exactly-once recovery. */
+  checkpointPosition?(): unknown;
+  /** Checkpoint hook: continue from a position checkpointPosition() returned. */
+  restorePosition?(position: unknown): void;
+
+  /** Graceful stop keeps generating batches while this is true (received data not yet in a batch). */
+  hasPendingData(): boolean {
+    return false;
+  }
+
+  /** Sources that know how many records a batch got (receivers) may report it for BatchInfo.numRecords. */
+  protected reportRecords(time: number, numRecords: number): void {
+    this.recordCounts.set(time, numRecords);
+  }
+
+  /** Internal: the count reported for `time`, if any. */
+  reportedRecords(time: number): number | undefined {
+    return this.recordCounts.get(time);
+  }
+
+  override getOrCompute(time: number): RDD<T> | undefined {
+    const had = this.generatedRDDs.has(time);
+    const rdd = super.getOrCompute(time);
+    if (rdd || had || !this.isTimeValid(time)) return rdd;
+    const empty = this.ssc.sc.emptyRDD<T>();
+    this.generatedRDDs.set(time, empty);
+    return empty;
+  }
+
+  override clearMetadata(time: number): void {
+    super.clearMetadata(time);
+    const limit = time - this.rememberDuration;
+    for (const t of this.recordCounts.keys()) if (t <= limit) this.recordCounts.delete(t);
+  }
+}

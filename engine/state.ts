@@ -1,0 +1,523 @@
+// Stateful operators: updateStateByKey (a new immutable state Map per batch) and mapWithState
+// (Spark's StateSpec/State, a per-key function with timeouts over a Map updated in place).
+
+import { DStream, operators, StatefulDStream, type NameOption, type UpdateStateOptions } from "./dstream.js";
+import { StateError } from "./errors.js";
+import type { KeyedView, RDD } from "./rdd.js";
+import { CHUNK, runSync, type Sliced } from "./slicing.js";
+import { forEachPair } from "./window.js";
+
+/** The JSON form of a keyed state in checkpoints. */
+export interface StateCheckpoint<K, S> {
+  entries: [K, S][];
+}
+
+const ABSENT: unique symbol = Symbol("absent");
+
+/**
+ * One version of a keyed state kept in place: the live Map holds the newest state, and each older
+ * version keeps the previous values of the keys changed after it (an undo log), so an older
+ * version's RDD still reads exactly as it was. Versions nobody holds are garbage with their logs.
+ */
+class StateVersion<K, S> {
+  undo?: Map<K, S | typeof ABSENT>;
+  next?: StateVersion<K, S>;
+  snapshot?: Map<K, S>;
+
+  constructor(private readonly store: StateStore<K, S>) {}
+
+  private lookup(k: K): S | typeof ABSENT {
+    for (let v: StateVersion<K, S> | undefined = this; v; v = v.next) {
+      if (v.snapshot) return v.snapshot.has(k) ? (v.snapshot.get(k) as S) : ABSENT;
+      if (v.undo?.has(k)) return v.undo.get(k) as S | typeof ABSENT;
+    }
+    const live = this.store.map;
+    return live.has(k) ? (live.get(k) as S) : ABSENT;
+  }
+
+  /** The pairs of this version: the live Map while nothing changed it since, else a snapshot (kept). */
+  map(): Map<K, S> {
+    if (this.snapshot) return this.snapshot;
+    if (!this.undo) return this.store.map;
+    const snap = new Map<K, S>();
+    for (const k of this.store.map.keys()) {
+      const x = this.lookup(k);
+      if (x !== ABSENT) snap.set(k, x);
+    }
+    for (let v: StateVersion<K, S> | undefined = this; v && !v.snapshot; v = v.next) {
+      if (!v.undo) continue;
+      for (const k of v.undo.keys()) {
+        if (snap.has(k) || this.store.map.has(k)) continue;
+        const x = this.lookup(k);
+        if (x !== ABSENT) snap.set(k, x);
+      }
+    }
+    this.snapshot = snap;
+    this.undo = undefined;
+    this.next = undefined;
+    return snap;
+  }
+}
+
+class StateStore<K, S> {
+  map = new Map<K, S>();
+  current = new StateVersion<K, S>(this);
+  private updating?: StateVersion<K, S>;
+  /** Previous values of the keys the running update changed (kept here too: a snapshot may drop the version's reference). */
+  private log?: Map<K, S | typeof ABSENT>;
+
+  /** Starts changing the live Map; the current version starts reading through the log of what it had. */
+  begin(): void {
+    const prev = this.current;
+    this.log = new Map();
+    prev.undo = this.log;
+    this.updating = prev;
+  }
+
+  set(k: K, s: S): void {
+    const log = this.log;
+    if (log && !log.has(k)) log.set(k, this.map.has(k) ? (this.map.get(k) as S) : ABSENT);
+    this.map.set(k, s);
+  }
+
+  delete(k: K): void {
+    const log = this.log;
+    if (log && !log.has(k) && this.map.has(k)) log.set(k, this.map.get(k) as S);
+    this.map.delete(k);
+  }
+
+  /** The update is complete: a new current version. */
+  commit(): StateVersion<K, S> {
+    const prev = this.updating as StateVersion<K, S>;
+    const v = new StateVersion<K, S>(this);
+    if (!prev.snapshot) prev.next = v;
+    this.current = v;
+    this.updating = undefined;
+    this.log = undefined;
+    return v;
+  }
+
+  /** The update failed: put the previous values back, as if it never started. */
+  rollback(): void {
+    const prev = this.updating;
+    const log = this.log;
+    if (!prev || !log) return;
+    for (const [k, s] of log) {
+      if (s === ABSENT) this.map.delete(k);
+      else this.map.set(k, s);
+    }
+    prev.undo = undefined;
+    this.updating = undefined;
+    this.log = undefined;
+  }
+
+  /** Replaces everything (initial state, recovery). */
+  reset(entries: Iterable<[K, S]>): StateVersion<K, S> {
+    this.map = new Map(entries);
+    this.current = new StateVersion<K, S>(this);
+    this.updating = undefined;
+    this.log = undefined;
+    return this.current;
+  }
+}
+
+/**
+ * updateStateByKey: state(T) = f(values of T, state(T - slide)) for every key; undefined removes a key.
+ * The state is one Map updated in place (memory ~ one copy of the state); each batch's RDD is a
+ * version of it that keeps reading as it was (see StateVersion).
+ */
+export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
+  private readonly store = new StateStore<K, S>();
+  private lastState?: RDD<[K, S]>;
+  /** State RDDs whose update threw: rolled back, and skipped by the next batch (which goes on from the last good state). */
+  private readonly failed = new WeakSet<RDD<[K, S]>>();
+  private initial?: RDD<[K, S]>;
+
+  constructor(
+    readonly parent: DStream<[K, V]>,
+    private readonly f: (values: V[], state: S | undefined, key: K) => S | undefined,
+    options: UpdateStateOptions<K, S>,
+  ) {
+    super(parent.ssc, "updateStateByKey", [parent as DStream<unknown>], { name: options.name });
+    this.initial = options.initialRDD;
+  }
+
+  private viewRDD(v: StateVersion<K, S>): RDD<[K, S]> {
+    return this.ssc.sc.deferredMap<K, S>(function* () {
+      return { view: () => v.map() as Map<unknown, unknown> };
+    });
+  }
+
+  compute(time: number): RDD<[K, S]> | undefined {
+    const data = this.parent.getOrCompute(time);
+    let prev = this.lastState;
+    // As Spark: without new data the state carries over unchanged.
+    if (!data && prev) return prev;
+    const f = this.f;
+    const self = this;
+    let failure: { error: unknown } | undefined;
+    const rdd: RDD<[K, S]> = this.ssc.sc.deferredMap<K, S>(function* () {
+      // Runs once: a failed update reports the same error again rather than touching the state.
+      if (failure) throw failure.error;
+      try {
+        return yield* update();
+      } catch (error) {
+        failure = { error };
+        self.failed.add(rdd);
+        throw error;
+      }
+    });
+    function* update(): Sliced<KeyedView> {
+      if (prev && !self.failed.has(prev)) yield* prev.computeGen();
+      prev = undefined;
+      const store = self.store;
+      if (self.initial) {
+        const init = self.initial;
+        self.initial = undefined;
+        const m = new Map<K, S>();
+        yield* forEachPair(init, (k, s) => m.set(k, s));
+        store.reset(m);
+      }
+      const groups = new Map<K, V[]>();
+      if (data) {
+        yield* forEachPair(data, (k, v) => {
+          const g = groups.get(k);
+          if (g) g.push(v);
+          else groups.set(k, [v]);
+        });
+      }
+      store.begin();
+      try {
+        let n = 0;
+        for (const [k, s] of store.map) {
+          const vs = groups.get(k);
+          if (vs) groups.delete(k);
+          const ns = f(vs ?? [], s, k);
+          if (ns === undefined) store.delete(k);
+          else if (ns !== s) store.set(k, ns);
+          if ((++n & (CHUNK - 1)) === 0) yield;
+        }
+        for (const [k, vs] of groups) {
+          const ns = f(vs, undefined, k);
+          if (ns !== undefined) store.set(k, ns);
+          if ((++n & (CHUNK - 1)) === 0) yield;
+        }
+      } catch (e) {
+        store.rollback();
+        throw e;
+      }
+      const v = store.commit();
+      return { view: () => v.map() as Map<unknown, unknown> };
+    }
+    this.lastState = rdd;
+    return rdd;
+  }
+
+  /** The state after the latest completed batch (the initial state before any). */
+  state(): RDD<[K, S]> {
+    const last = this.ssc.graph.lastCompletedTime;
+    const rdd = last === undefined ? undefined : this.generatedRDDs.get(last);
+    // A failed batch left the state as it was before it: that is the current version.
+    if (rdd && !this.failed.has(rdd)) return rdd;
+    if (this.initial && this.generatedRDDs.size === 0) return this.initial;
+    return this.viewRDD(this.store.current);
+  }
+
+  checkpointState(): StateCheckpoint<K, S> {
+    const rdd = this.state();
+    const m = runSync(rdd.keyedGen()) as Map<K, S> | undefined;
+    return { entries: m ? [...m] : rdd.collect() };
+  }
+
+  restoreState(data: unknown): void {
+    this.initial = undefined;
+    this.lastState = this.viewRDD(this.store.reset((data as StateCheckpoint<K, S>).entries));
+  }
+}
+
+/** A key's state as mapWithState's function sees it. */
+export class State<S> {
+  private value: S | undefined;
+  private has = false;
+  private timingOut = false;
+  /** Internal: what the function did. */
+  updated = false;
+  removed = false;
+
+  /** Internal: prepares the wrapper for one call. */
+  wrap(exists: boolean, value: S | undefined, timingOut: boolean): void {
+    this.has = exists;
+    this.value = value;
+    this.timingOut = timingOut;
+    this.updated = false;
+    this.removed = false;
+  }
+
+  exists(): boolean {
+    return this.has;
+  }
+
+  /** The state; throws StateError when there is none (check exists() or use getOption()). */
+  get(): S {
+    if (!this.has) throw new StateError("State.get(): this key has no state; check state.exists() first or use getOption()");
+    return this.value as S;
+  }
+
+  getOption(): S | undefined {
+    return this.has ? this.value : undefined;
+  }
+
+  update(s: S): void {
+    if (this.removed || this.timingOut) {
+      throw new StateError(
+        this.timingOut ? "State.update(): the key is timing out and will be removed; do not update it when isTimingOut()" : "State.update(): the state was removed in this call",
+      );
+    }
+    this.value = s;
+    this.has = true;
+    this.updated = true;
+  }
+
+  remove(): void {
+    if (this.removed || this.timingOut) {
+      throw new StateError(this.timingOut ? "State.remove(): the key is timing out and is removed anyway" : "State.remove(): already removed");
+    }
+    this.has = false;
+    this.value = undefined;
+    this.removed = true;
+  }
+
+  /** True when the function is called because the key stayed idle longer than the timeout. */
+  isTimingOut(): boolean {
+    return this.timingOut;
+  }
+}
+
+export type MappingFunction<K, V, S, M> = (key: K, value: V | undefined, state: State<S>) => M;
+
+/** Spark's StateSpec: StateSpec.function(fn).initialState(rdd).timeout(ms). */
+export class StateSpec<K, V, S, M> {
+  private _initial?: RDD<[K, S]>;
+  private _timeout?: number;
+  private _numPartitions?: number;
+
+  private constructor(readonly fn: MappingFunction<K, V, S, M>) {}
+
+  /** fn(key, value, state) runs for each record of a batch (value undefined when the key times out). */
+  static function<K, V, S, M>(fn: MappingFunction<K, V, S, M>): StateSpec<K, V, S, M> {
+    return new StateSpec(fn);
+  }
+
+  initialState(rdd: RDD<[K, S]>): this {
+    this._initial = rdd;
+    return this;
+  }
+
+  /** Keys that get no data for `ms` time out: fn sees state.isTimingOut() once, then the key is removed. */
+  timeout(ms: number): this {
+    this._timeout = ms;
+    return this;
+  }
+
+  numPartitions(n: number): this {
+    this._numPartitions = n;
+    return this;
+  }
+
+  getInitialState(): RDD<[K, S]> | undefined {
+    return this._initial;
+  }
+
+  getTimeout(): number | undefined {
+    return this._timeout;
+  }
+
+  getNumPartitions(): number | undefined {
+    return this._numPartitions;
+  }
+}
+
+interface Entry<S> {
+  s: S;
+  /** Batch time of the last update or data for this key (for timeouts). */
+  t: number;
+}
+
+/**
+ * mapWithState: the mapped values of each batch (undefined results are dropped, as with Spark's
+ * Option-returning form). The state Map is updated in place, batch after batch, in order.
+ */
+export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> {
+  private stateMap = new Map<K, Entry<S>>();
+  private initial?: RDD<[K, S]>;
+  private lastRDD?: RDD<M>;
+  private readonly failed = new WeakSet<RDD<M>>();
+  /** The undo log of the batch being processed, if one is. */
+  private inProgress?: Map<K, Entry<S> | typeof ABSENT>;
+  private snapshotsWanted = false;
+  private readonly snapshots = new Map<number, Map<K, S>>();
+
+  constructor(
+    readonly parent: DStream<[K, V]>,
+    readonly spec: StateSpec<K, V, S, M>,
+    options: NameOption,
+  ) {
+    super(parent.ssc, "mapWithState", [parent as DStream<unknown>], options);
+    this.initial = spec.getInitialState();
+  }
+
+  compute(time: number): RDD<M> {
+    const data = this.parent.getOrCompute(time);
+    let prev = this.lastRDD;
+    const self = this;
+    const fn = this.spec.fn;
+    const timeout = this.spec.getTimeout();
+    let failure: { error: unknown } | undefined;
+    const rdd: RDD<M> = this.ssc.sc.deferred<M>(function* () {
+      // Runs once: a failed batch reports the same error again rather than touching the state.
+      if (failure) throw failure.error;
+      try {
+        return yield* update();
+      } catch (error) {
+        failure = { error };
+        self.failed.add(rdd);
+        throw error;
+      }
+    });
+    function* update(): Sliced<M[][]> {
+      if (prev && !self.failed.has(prev)) yield* prev.computeGen();
+      prev = undefined;
+      const map = self.stateMap;
+      if (self.initial) {
+        const init = self.initial;
+        self.initial = undefined;
+        yield* forEachPair(init, (k, s) => map.set(k, { s, t: time }));
+      }
+      // Previous entries of the keys this batch touches, to undo the batch if the function throws
+      // (and so that state() read while the batch runs sees the state before it).
+      const undo = new Map<K, Entry<S> | typeof ABSENT>();
+      self.inProgress = undo;
+      const touch = (k: K, e: Entry<S> | undefined) => {
+        if (!undo.has(k)) undo.set(k, e ? { s: e.s, t: e.t } : ABSENT);
+      };
+      const out: M[] = [];
+      const state = new State<S>();
+      try {
+        if (data) {
+          yield* forEachPair(data, (k, v) => {
+            const e = map.get(k);
+            state.wrap(e !== undefined, e?.s, false);
+            const m = fn(k, v, state);
+            if (m !== undefined) out.push(m);
+            if (state.removed) {
+              touch(k, e);
+              map.delete(k);
+            } else if (state.updated) {
+              touch(k, e);
+              if (e) {
+                e.s = state.getOption() as S;
+                e.t = time;
+              } else map.set(k, { s: state.getOption() as S, t: time });
+            } else if (e && timeout !== undefined) {
+              touch(k, e);
+              e.t = time;
+            }
+          });
+        }
+        if (timeout !== undefined) {
+          const threshold = time - timeout;
+          let n = 0;
+          for (const [k, e] of map) {
+            if (e.t < threshold) {
+              state.wrap(true, e.s, true);
+              const m = fn(k, undefined, state);
+              if (m !== undefined) out.push(m);
+              touch(k, e);
+              map.delete(k);
+            }
+            if ((++n & (CHUNK - 1)) === 0) yield;
+          }
+        }
+      } catch (error) {
+        for (const [k, pre] of undo) {
+          if (pre === ABSENT) map.delete(k);
+          else map.set(k, pre);
+        }
+        throw error;
+      } finally {
+        self.inProgress = undefined;
+      }
+      if (self.snapshotsWanted) {
+        const snap = new Map<K, S>();
+        for (const [k, e] of map) snap.set(k, e.s);
+        self.snapshots.set(time, snap);
+      }
+      return [out];
+    }
+    this.lastRDD = rdd;
+    return rdd;
+  }
+
+  /** Every key's state after each batch. */
+  stateSnapshots(): DStream<[K, S]> {
+    this.snapshotsWanted = true;
+    return new SnapshotDStream<K, S>(this as MapWithStateDStream<K, unknown, S, unknown>);
+  }
+
+  /** Internal: the snapshot taken after batch `time`. */
+  takeSnapshot(time: number): Map<K, S> {
+    const s = this.snapshots.get(time) ?? new Map<K, S>();
+    this.snapshots.delete(time);
+    return s;
+  }
+
+  /** A copy of the state after the latest processed batch (while a batch runs: the state before it). */
+  state(): RDD<[K, S]> {
+    const snap = new Map<K, S>();
+    if (this.initial && this.stateMap.size === 0) for (const [k, s] of this.initial.collect()) snap.set(k, s);
+    const undo = this.inProgress;
+    for (const [k, e] of this.stateMap) {
+      const pre = undo?.get(k);
+      if (pre === undefined) snap.set(k, e.s);
+      else if (pre !== ABSENT) snap.set(k, pre.s);
+    }
+    if (undo) for (const [k, pre] of undo) if (pre !== ABSENT && !this.stateMap.has(k)) snap.set(k, pre.s);
+    return this.ssc.sc.fromMap(snap);
+  }
+
+  checkpointState(): { entries: [K, S, number][] } {
+    return { entries: [...this.stateMap].map(([k, e]) => [k, e.s, e.t]) };
+  }
+
+  restoreState(data: unknown): void {
+    const d = data as { entries: [K, S, number][] };
+    this.stateMap = new Map(d.entries.map(([k, s, t]) => [k, { s, t }]));
+    this.initial = undefined;
+    this.lastRDD = undefined;
+  }
+}
+
+class SnapshotDStream<K, S> extends DStream<[K, S]> {
+  constructor(readonly parent: MapWithStateDStream<K, unknown, S, unknown>) {
+    super(parent.ssc, "stateSnapshots", [parent as unknown as DStream<unknown>]);
+  }
+
+  compute(time: number): RDD<[K, S]> | undefined {
+    const mapped = this.parent.getOrCompute(time);
+    if (!mapped) return undefined;
+    const parent = this.parent;
+    return this.ssc.sc.deferredMap<K, S>(function* () {
+      yield* mapped.computeGen();
+      return parent.takeSnapshot(time);
+    });
+  }
+}
+
+operators.updateState = <K, V, S>(
+  parent: DStream<[K, V]>,
+  f: (values: V[], state: S | undefined, key: K) => S | undefined,
+  options: UpdateStateOptions<K, S>,
+) => new StateDStream<K, V, S>(parent, f, options);
+
+operators.mapWithState = <K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>, options: NameOption) =>
+  new MapWithStateDStream<K, V, S, M>(parent, spec, options);
