@@ -1,0 +1,478 @@
+// The interpreter: TypeScript cells type-checked against earlier cells, then run in one persistent
+// vm context whose globals (console, display, input, require, timers, process) report to the cell
+// that is running, or that scheduled the callback now running (AsyncLocalStorage).
+import { Console } from "node:console";
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import { Writable } from "node:stream";
+import { pathToFileURL } from "node:url";
+import * as util from "node:util";
+import * as vm from "node:vm";
+import type {
+  CompleteResult,
+  ExecuteContext,
+  ExecuteOutcome,
+  InspectResult,
+  Interpreter,
+  IsCompleteResult,
+} from "./interpreter.js";
+import { currentCell, runInCell, type CellContext } from "./cell-context.js";
+import { createDisplay, DISPLAY_DECLARATIONS, toMimeBundle } from "./display.js";
+import { isComplete, LanguageServer, syntaxErrors, type CellDiagnostic } from "./language.js";
+import { cellFilename, describeError, registerCell } from "./stack.js";
+import { compileCell, IMPORT_HELPER, rewriteEmitted, typescript, type CompiledCell } from "./transform.js";
+
+/** A global the prelude adds, with the TypeScript type the checker gives it. */
+export interface PreludeGlobal {
+  /** A TypeScript type expression, e.g. `import("/abs/engine/index").StreamingContext`. */
+  type: string;
+  value?: unknown;
+  /** Called on first use (lazy: e.g. `ssc`), then the value stays. Assigning the global replaces it. */
+  get?: () => unknown;
+}
+
+/**
+ * What a notebook has pre-bound (the notebook side fills it in):
+ * - `module`: absolute path of a CommonJS module; each export becomes a global at start-up, and the
+ *   checker resolves those names to the module's own declarations (types included, e.g. `DStream<T>`).
+ * - `globals`: extra values with declared types (`sc`, `ssc`), lazily created when `get` is given.
+ * - `declarations`: extra ambient TypeScript (script .d.ts text) for the checker.
+ * - `shutdown`: called by `Interpreter.shutdown()` (stop streams, close sockets).
+ */
+export interface Prelude {
+  module?: string;
+  globals?: Record<string, PreludeGlobal>;
+  declarations?: string;
+  shutdown?: (restart: boolean) => Promise<void> | void;
+}
+
+export interface InterpreterOptions {
+  /** The notebook's folder: `require`, `import` and the checker resolve from here. */
+  cwd: string;
+  prelude?: Prelude;
+  /** Install process.on("SIGINT") to abandon a pending await (default true). */
+  handleSigint?: boolean;
+  /** Load TypeScript and warm the checker this many ms after creation (default 50); false: on first use. */
+  warmup?: number | false;
+}
+
+export class ProcessExitRefusedError extends Error {
+  constructor() {
+    super("process.exit() from a cell would stop the kernel, so it is refused: use the notebook's Restart or Shut Down instead.");
+    this.name = "ProcessExitRefusedError";
+  }
+}
+
+export class InputOutsideCellError extends Error {
+  constructor() {
+    super("input() was called outside any cell: call it from cell code (await input(\"prompt\")).");
+    this.name = "InputOutsideCellError";
+  }
+}
+
+/** The extra surface of our interpreter beyond the seam (tests, the notebook side, main.ts). */
+export interface StreambookInterpreter extends Interpreter {
+  /** Loads TypeScript and warms the checker now (resolves when ready). */
+  warm(): Promise<void>;
+  /** The cells' global object. */
+  readonly global: Record<string, unknown>;
+}
+
+/** Switches checking off (or on) for one cell, as its first line. */
+const TYPECHECK_MAGIC = /^\s*\/\/%\s*typecheck\s+(off|on)\b/;
+
+export function createInterpreter(options: InterpreterOptions): StreambookInterpreter {
+  return new CellInterpreter(options);
+}
+
+// Process-wide handlers: errors that escape cells go to the cell that caused them, never kill us.
+let processHandlersInstalled = false;
+function installProcessHandlers(): void {
+  if (processHandlersInstalled) return;
+  processHandlersInstalled = true;
+  process.on("unhandledRejection", (reason) => reportAsyncError(reason, "Unhandled promise rejection", currentCell()));
+  process.on("uncaughtException", (err) => reportAsyncError(err, "Uncaught exception", currentCell()));
+}
+
+function reportAsyncError(err: unknown, what: string, cell: CellContext | undefined): void {
+  const { traceback } = describeError(err);
+  const text = `${what}: ${traceback.join("\n")}\n`;
+  if (cell) cell.sink.stream("stderr", text);
+  else process.stderr.write(`[streambook] ${text}`);
+}
+
+/** Names of Node's globals that a fresh vm context lacks (computed once). */
+let hostGlobalNames: string[] | undefined;
+function nodeGlobalNames(): string[] {
+  if (!hostGlobalNames) {
+    const fresh = new Set(vm.runInNewContext("Object.getOwnPropertyNames(globalThis)") as string[]);
+    hostGlobalNames = Object.getOwnPropertyNames(globalThis).filter((n) => !fresh.has(n));
+  }
+  return hostGlobalNames;
+}
+
+class KeyboardInterrupt extends Error {
+  constructor() {
+    super("Execution was interrupted; every variable is kept.");
+    this.name = "KeyboardInterrupt";
+  }
+}
+
+class CellInterpreter implements StreambookInterpreter {
+  readonly global: Record<string, unknown>;
+  private readonly context: vm.Context;
+  private readonly cwd: string;
+  private language: LanguageServer | undefined;
+  private abort: ((err: Error) => void) | undefined;
+  private lastCell: CellContext | undefined;
+  private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
+  private warming: Promise<void> | undefined;
+  private executing = false;
+  private interruptRequested = false;
+  private readonly sigint = (): void => this.interrupt();
+
+  constructor(private readonly options: InterpreterOptions) {
+    this.cwd = path.resolve(options.cwd);
+    this.context = vm.createContext({}, { name: "streambook" });
+    this.global = vm.runInContext("globalThis", this.context) as Record<string, unknown>;
+    this.installGlobals();
+    installProcessHandlers();
+    if (options.handleSigint !== false) process.on("SIGINT", this.sigint);
+    if (options.warmup !== false) {
+      setTimeout(() => void this.warm().catch((e: unknown) => reportAsyncError(e, "Type checker warm-up failed", undefined)), options.warmup ?? 50).unref();
+    }
+  }
+
+  private installGlobals(): void {
+    const g = this.global;
+    for (const name of nodeGlobalNames()) {
+      const d = Object.getOwnPropertyDescriptor(globalThis, name);
+      if (!d || name in g) continue;
+      if (d.get || d.set) {
+        // Node's lazy globals (process, fetch, crypto, ...) have setters that redefine the property on
+        // the kernel's own global: a cell assigning one must only change the cells' global.
+        const own = (value: unknown): void => {
+          Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: d.enumerable });
+        };
+        Object.defineProperty(g, name, { get: d.get, set: own, configurable: true, enumerable: d.enumerable });
+      } else Object.defineProperty(g, name, d);
+    }
+    const define = (name: string, value: unknown): void => {
+      Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
+    };
+    define("global", g);
+    const route = (name: "stdout" | "stderr") => (text: string): void => {
+      const cell = currentCell();
+      if (cell) cell.sink.stream(name, text);
+      else process[name].write(text);
+    };
+    const out = route("stdout");
+    const err = route("stderr");
+    const stream = (write: (s: string) => void): Writable =>
+      new Writable({
+        decodeStrings: false,
+        write(chunk: unknown, _enc, cb) {
+          write(typeof chunk === "string" ? chunk : String(chunk));
+          cb();
+        },
+      });
+    define("console", new Console({ stdout: stream(out), stderr: stream(err), colorMode: false }));
+    const stdout = stream(out);
+    const stderr = stream(err);
+    const refuse = (): never => {
+      throw new ProcessExitRefusedError();
+    };
+    define("process", new Proxy(process, {
+      get: (target, key) => {
+        if (key === "exit" || key === "abort" || key === "reallyExit") return refuse;
+        if (key === "stdout") return stdout;
+        if (key === "stderr") return stderr;
+        return Reflect.get(target, key);
+      },
+    }));
+    const cwdRequire = createRequire(path.join(this.cwd, "__notebook__.js"));
+    const kernelRequire = createRequire(__filename);
+    const cellRequire = Object.assign(
+      (id: string): unknown => {
+        try {
+          return cwdRequire(id);
+        } catch (e) {
+          // Not in the notebook's folder: the kernel's own packages (e.g. the engine) are next.
+          if ((e as NodeJS.ErrnoException).code === "MODULE_NOT_FOUND" && String((e as Error).message).includes(`'${id}'`)) {
+            return kernelRequire(id);
+          }
+          throw e;
+        }
+      },
+      { resolve: cwdRequire.resolve, cache: cwdRequire.cache, main: undefined },
+    );
+    g.require = cellRequire;
+    g.__dirname = this.cwd;
+    g.__filename = path.join(this.cwd, "__notebook__.js");
+    g[IMPORT_HELPER] = async (spec: string, importer: (s: string) => Promise<unknown>): Promise<unknown> => {
+      try {
+        return await importer(spec);
+      } catch (e) {
+        const bare = !/^(\.|\/|[a-z]+:)/i.test(spec);
+        if (bare && (e as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND") {
+          let resolved: string;
+          try {
+            resolved = kernelRequire.resolve(spec);
+          } catch {
+            throw e;
+          }
+          return importer(pathToFileURL(resolved).href);
+        }
+        throw e;
+      }
+    };
+    this.installTimers();
+    g.display = createDisplay();
+    const input = (prompt: unknown = "", password = false): Promise<string> => {
+      const cell = currentCell();
+      if (!cell) return Promise.reject(new InputOutsideCellError());
+      return cell.input(String(prompt), password);
+    };
+    g.input = Object.assign((prompt?: unknown) => input(prompt, false), { password: (prompt?: unknown) => input(prompt, true) });
+    g.streambook = { typecheck: true };
+    const prelude = this.options.prelude;
+    if (prelude?.module) {
+      const mod = kernelRequire(prelude.module) as Record<string, unknown>;
+      for (const [name, value] of Object.entries(mod)) if (name !== "default" && name !== "__esModule") g[name] = value;
+    }
+    for (const [name, spec] of Object.entries(prelude?.globals ?? {})) {
+      if (!spec.get) {
+        g[name] = spec.value;
+        continue;
+      }
+      const get = spec.get;
+      Object.defineProperty(g, name, {
+        configurable: true,
+        enumerable: true,
+        get: () => {
+          const value = get();
+          Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: true });
+          return value;
+        },
+        set: (value: unknown) => {
+          Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: true });
+        },
+      });
+    }
+  }
+
+  /** Timers that report their callback's exceptions to the scheduling cell, and stop at shutdown. */
+  private installTimers(): void {
+    const g = this.global;
+    const timers = this.timers;
+    const guard = (fn: (...a: unknown[]) => unknown, args: unknown[], cell: CellContext | undefined, once: () => void) =>
+      function (this: unknown): void {
+        once();
+        try {
+          fn.apply(this, args);
+        } catch (err) {
+          reportAsyncError(err, "Uncaught exception in a timer", cell);
+        }
+      };
+    const wrap = <H extends NodeJS.Timeout | NodeJS.Immediate>(
+      schedule: (cb: () => void, ms?: number) => H,
+      repeat: boolean,
+    ) => {
+      const wrapped = (fn: unknown, ms?: number, ...args: unknown[]): H => {
+        if (typeof fn !== "function") throw new TypeError(`The "callback" argument must be of type function. Received ${util.inspect(fn)}`);
+        let handle: H | undefined = undefined;
+        handle = schedule(guard(fn as (...a: unknown[]) => unknown, args, currentCell(), () => {
+          if (!repeat && handle) timers.delete(handle);
+        }), ms);
+        timers.add(handle);
+        return handle;
+      };
+      return wrapped;
+    };
+    const st = wrap((cb, ms) => setTimeout(cb, ms), false);
+    const si = wrap((cb, ms) => setInterval(cb, ms), true);
+    const sim = wrap((cb) => setImmediate(cb), false);
+    Object.assign(st, { [util.promisify.custom]: (setTimeout as unknown as Record<symbol, unknown>)[util.promisify.custom] });
+    Object.assign(sim, { [util.promisify.custom]: (setImmediate as unknown as Record<symbol, unknown>)[util.promisify.custom] });
+    const setImm = (fn: unknown, ...args: unknown[]) => sim(fn, undefined, ...args);
+    Object.assign(setImm, { [util.promisify.custom]: (setImmediate as unknown as Record<symbol, unknown>)[util.promisify.custom] });
+    const define = (name: string, value: unknown): void => {
+      Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
+    };
+    define("setTimeout", st);
+    define("setInterval", si);
+    define("setImmediate", setImm);
+    const clear = (h: unknown): void => {
+      timers.delete(h as NodeJS.Timeout);
+      if (h && typeof h === "object" && "_onImmediate" in h) clearImmediate(h as NodeJS.Immediate);
+      else clearTimeout(h as NodeJS.Timeout);
+    };
+    define("clearTimeout", clear);
+    define("clearInterval", clear);
+    define("clearImmediate", clear);
+  }
+
+  warm(): Promise<void> {
+    this.warming ??= (async () => {
+      typescript();
+      await new Promise((r) => setImmediate(r));
+      this.languageServer().warm();
+    })();
+    return this.warming;
+  }
+
+  private languageServer(): LanguageServer {
+    if (!this.language) {
+      const p = this.options.prelude;
+      const globals = Object.entries(p?.globals ?? {}).map(([n, g]) => `declare var ${n}: ${g.type};`);
+      this.language = new LanguageServer({
+        cwd: this.cwd,
+        preludeModule: p?.module,
+        globalDeclarations: [
+          DISPLAY_DECLARATIONS,
+          "declare function input(prompt?: string): Promise<string>;",
+          "declare namespace input { function password(prompt?: string): Promise<string>; }",
+          "/** Kernel settings: `streambook.typecheck = false` switches type checking off for later cells. */",
+          "declare var streambook: { typecheck: boolean };",
+          ...globals,
+          p?.declarations ?? "",
+        ].join("\n"),
+      });
+    }
+    return this.language;
+  }
+
+  async execute(code: string, ctx: ExecuteContext): Promise<ExecuteOutcome> {
+    const cell: CellContext = { sink: ctx.sink, cellId: ctx.cellId, executionCount: ctx.executionCount, input: ctx.input };
+    this.lastCell = cell;
+    const label = `<cell ${ctx.executionCount}>`;
+
+    this.interruptRequested = false;
+    this.executing = true;
+    try {
+      return await this.executeCell(code, ctx, cell, label);
+    } finally {
+      this.executing = false;
+    }
+  }
+
+  private async executeCell(code: string, ctx: ExecuteContext, cell: CellContext, label: string): Promise<ExecuteOutcome> {
+    const magic = TYPECHECK_MAGIC.exec(code);
+    const typecheck = magic ? magic[1] === "on" : this.global.streambook === undefined || (this.global.streambook as { typecheck?: unknown }).typecheck !== false;
+    const language = this.languageServer();
+    const pending = language.checkCell(code);
+    const diagnostics = typecheck ? pending.diagnostics() : syntaxErrors(code);
+    if (diagnostics.length) {
+      pending.discard();
+      return typeScriptError(label, diagnostics);
+    }
+    if (this.interruptRequested) {
+      // An interrupt that came while the cell was being checked: it never starts.
+      pending.discard();
+      return interruptedOutcome();
+    }
+    pending.commit();
+
+    let compiled: CompiledCell | undefined;
+    const emitted = typecheck ? pending.emit() : undefined;
+    if (emitted) {
+      try {
+        compiled = rewriteEmitted(emitted.js, emitted.sourceMapText, (s) => language.isFooterImport(s));
+      } catch {
+        compiled = undefined; // fall back to the transpiler
+      }
+    }
+    compiled ??= compileCell(code);
+    const id = registerCell({ label, ...compiled.map });
+    const g = this.global;
+    for (const name of compiled.globals) if (!(name in g)) g[name] = undefined;
+    let value: unknown;
+    try {
+      const script = new vm.Script(compiled.js, {
+        filename: cellFilename(this.cwd, id),
+        importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+      });
+      const interrupted = new Promise<never>((_, reject) => (this.abort = reject));
+      const run = runInCell(cell, () => script.runInContext(this.context, { breakOnSigint: true }) as Promise<unknown>);
+      run.then(undefined, () => undefined); // an abandoned cell's later failure is not "unhandled"
+      value = await Promise.race([run, interrupted]);
+    } catch (err) {
+      if (err instanceof KeyboardInterrupt || (err as NodeJS.ErrnoException)?.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED") {
+        return interruptedOutcome();
+      }
+      return { status: "error", ...describeError(err) };
+    } finally {
+      this.abort = undefined;
+    }
+    if (value === undefined || ctx.silent) return { status: "ok" };
+    try {
+      return { status: "ok", result: runInCell(cell, () => toMimeBundle(value)) };
+    } catch (err) {
+      return { status: "error", ...describeError(err) };
+    }
+  }
+
+  async evaluateExpressions(expressions: Record<string, string>): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const [key, expr] of Object.entries(expressions)) {
+      try {
+        const compiled = compileCell(`(${expr})`);
+        const run = (): Promise<unknown> => new vm.Script(compiled.js).runInContext(this.context) as Promise<unknown>;
+        const value = await (this.lastCell ? runInCell(this.lastCell, run) : run());
+        out[key] = { status: "ok", data: toMimeBundle(value), metadata: {} };
+      } catch (err) {
+        out[key] = { status: "error", ...describeError(err) };
+      }
+    }
+    return out;
+  }
+
+  async complete(code: string, cursorPos: number): Promise<CompleteResult> {
+    return this.languageServer().complete(code, cursorPos);
+  }
+
+  async inspect(code: string, cursorPos: number, detailLevel: number): Promise<InspectResult> {
+    return this.languageServer().inspect(code, cursorPos, detailLevel);
+  }
+
+  isComplete(code: string): IsCompleteResult {
+    return isComplete(code);
+  }
+
+  interrupt(): void {
+    if (this.abort) this.abort(new KeyboardInterrupt());
+    else if (this.executing) this.interruptRequested = true;
+  }
+
+  async shutdown(restart: boolean): Promise<void> {
+    for (const t of this.timers) {
+      clearTimeout(t as NodeJS.Timeout);
+      clearImmediate(t as NodeJS.Immediate);
+    }
+    this.timers.clear();
+    process.off("SIGINT", this.sigint);
+    await this.options.prelude?.shutdown?.(restart);
+  }
+}
+
+function interruptedOutcome(): ExecuteOutcome {
+  const e = new KeyboardInterrupt();
+  return { status: "error", ename: e.name, evalue: e.message, traceback: [`${e.name}: ${e.message}`] };
+}
+
+function typeScriptError(label: string, diagnostics: CellDiagnostic[]): ExecuteOutcome {
+  const first = diagnostics[0];
+  const traceback: string[] = [];
+  for (const d of diagnostics) {
+    traceback.push(`${label}:${d.line}:${d.column} - error TS${d.code}: ${d.message}`);
+    traceback.push(`    ${d.sourceLine}`);
+    traceback.push(`    ${" ".repeat(Math.max(0, d.column - 1))}^`);
+  }
+  return {
+    status: "error",
+    ename: "TypeScriptError",
+    evalue: `${label}:${first.line}:${first.column} ${first.message}`,
+    traceback: [`TypeScriptError: ${diagnostics.length} type error${diagnostics.length > 1 ? "s" : ""} (the cell did not run)`, ...traceback],
+  };
+}
+

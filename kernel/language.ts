@@ -1,0 +1,540 @@
+// The TypeScript language service behind cells: diagnostics for a new cell against every earlier one,
+// completions and inspection that know earlier cells, and is_complete.
+//
+// Cells are virtual module files in the notebook's folder (so `./local.js` and its node_modules
+// resolve). A new cell is checked in one "slot" file; when it runs, its text moves to a file of a
+// pool, and it becomes the owner of the names it declares. Each file ends with a footer that imports,
+// from every pool file in a fixed order, the earlier names the cell mentions (often none), and exports
+// its own. Because the list of imported files never changes, a new cell changes file contents but not
+// the program's structure: TypeScript reuses the whole program (no re-walk of lib and @types/node).
+// Nothing earlier is re-checked, and a pool file is recycled once no visible name needs it, so
+// checking cell 2,000 costs what checking cell 1 does. A re-declared name simply gets a new owner.
+import * as path from "node:path";
+import type * as TS from "typescript";
+import type { CompleteResult, InspectResult, IsCompleteResult } from "./interpreter.js";
+import { identifiersOf, topLevelDeclarations, typescript, type DeclarationKind } from "./transform.js";
+
+/** Cursor offsets: the protocol counts Unicode code points, TypeScript counts UTF-16 units. */
+export function codePointsToUtf16(text: string, codePoints: number): number {
+  let units = 0;
+  for (let cp = 0; cp < codePoints && units < text.length; cp++) {
+    const c = text.charCodeAt(units);
+    units += c >= 0xd800 && c <= 0xdbff && units + 1 < text.length ? 2 : 1;
+  }
+  return units;
+}
+
+export function utf16ToCodePoints(text: string, units: number): number {
+  let cp = 0;
+  for (let i = 0; i < units && i < text.length; i++, cp++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) i++;
+  }
+  return cp;
+}
+
+export interface CellDiagnostic {
+  /** 1-based line and column (column in code points) in the cell. */
+  line: number;
+  column: number;
+  code: number;
+  message: string;
+  /** The cell's source line, for a caret display. */
+  sourceLine: string;
+}
+
+interface Owner {
+  /** The module that declares the name: a cell file or the prelude module. */
+  module: string;
+  kind: DeclarationKind;
+}
+
+interface VirtualFile {
+  text: string;
+  version: number;
+  /** Pool files this one imports names from (a pool file they need is not recycled). */
+  deps: Set<string>;
+}
+
+const MUTABLE_PREFIX = "__streambook_let_";
+
+/** Pool files are added this many at a time (each growth changes the program's structure once). */
+const POOL_CHUNK = 32;
+
+/** TS errors that do not apply to notebook cells. */
+const IGNORED_CODES = new Set([
+  7016, // "Could not find a declaration file for module": an untyped package is `any`, as in JS.
+  1484, // "is a type and must be imported using a type-only import" (verbatimModuleSyntax): harmless here.
+  1485,
+  1205,
+]);
+
+export interface LanguageOptions {
+  cwd: string;
+  /** Ambient declarations (a script .d.ts) for the kernel's globals: display, input, the prelude's values. */
+  globalDeclarations: string;
+  /** A module whose exports are globals: earlier-cell style, its names resolve to its own declarations. */
+  preludeModule?: string;
+}
+
+export class LanguageServer {
+  private readonly ts = typescript();
+  private readonly files = new Map<string, VirtualFile>();
+  private readonly diskSnapshots = new Map<string, TS.IScriptSnapshot | undefined>();
+  private readonly owners = new Map<string, Owner>();
+  /** Live pool files by their cell text and footer: an identical re-run keeps its file. */
+  private readonly byText = new Map<string, string>();
+  /** Diagnostics by cell text, footer and the versions of the files it imports: re-runs cost nothing. */
+  private readonly diagnosticsCache = new Map<string, CellDiagnostic[]>();
+  private readonly pool: string[] = [];
+  private readonly free: string[] = [];
+  private readonly service: TS.LanguageService;
+  private readonly options: TS.CompilerOptions;
+  private readonly cwd: string;
+  private readonly globalsFile: string;
+  private readonly scratchFile: string;
+  private readonly slotFile: string;
+  private preludeLoaded = false;
+
+  constructor(private readonly opts: LanguageOptions) {
+    const ts = this.ts;
+    this.cwd = path.resolve(opts.cwd);
+    this.globalsFile = path.join(this.cwd, "__streambook_globals.d.ts");
+    this.scratchFile = path.join(this.cwd, "__streambook_scratch.ts");
+    this.slotFile = path.join(this.cwd, "__streambook_slot.ts");
+    this.files.set(this.globalsFile, { text: opts.globalDeclarations, version: 1, deps: new Set() });
+    this.growPool();
+    const typeRoots = findTypeRoots();
+    this.options = {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.Preserve,
+      moduleResolution: ts.ModuleResolutionKind.Bundler,
+      lib: ["lib.es2023.d.ts"],
+      types: typeRoots.length ? ["node"] : [],
+      typeRoots,
+      strict: true,
+      esModuleInterop: true,
+      skipLibCheck: true,
+      resolveJsonModule: true,
+      allowUnreachableCode: true,
+      // The new cell's JavaScript is emitted from the program that checked it (no second transpile):
+      // every import is kept as written, since a later cell may use what this one imports.
+      verbatimModuleSyntax: true,
+      sourceMap: true,
+      allowJs: true,
+      checkJs: false,
+      // Do not look for @typescript/lib-* packages up the folder tree on every program.
+      libReplacement: false,
+    };
+    // Resolutions persist across programs: each cell makes a new program, and re-resolving @types/node
+    // and every import from scratch would dominate the cost of checking a cell.
+    const canonical = (f: string): string => (ts.sys.useCaseSensitiveFileNames ? f : f.toLowerCase());
+    const moduleCache = ts.createModuleResolutionCache(this.cwd, canonical, this.options);
+    const typeRefCache = ts.createTypeReferenceDirectiveResolutionCache(this.cwd, canonical, this.options, moduleCache.getPackageJsonInfoCache());
+    const resolved = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
+    const resolutionHost: TS.ModuleResolutionHost = {
+      fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
+      readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
+      directoryExists: (d) => ts.sys.directoryExists(d),
+      getDirectories: (d) => ts.sys.getDirectories(d),
+      realpath: (p) => (ts.sys.realpath ? ts.sys.realpath(p) : p),
+      getCurrentDirectory: () => this.cwd,
+    };
+    const host: TS.LanguageServiceHost & { getModuleResolutionCache(): TS.ModuleResolutionCache } = {
+      // Not in the public host type, but passed through: package.json scopes are then read once.
+      getModuleResolutionCache: () => moduleCache,
+      getCompilationSettings: () => this.options,
+      getScriptFileNames: () => [...this.files.keys()],
+      getScriptVersion: (f) => String(this.files.get(f)?.version ?? 0),
+      getScriptSnapshot: (f) => {
+        const v = this.files.get(f);
+        if (v) return ts.ScriptSnapshot.fromString(v.text);
+        if (!this.diskSnapshots.has(f)) {
+          const text = ts.sys.readFile(f);
+          this.diskSnapshots.set(f, text === undefined ? undefined : ts.ScriptSnapshot.fromString(text));
+        }
+        return this.diskSnapshots.get(f);
+      },
+      getCurrentDirectory: () => this.cwd,
+      getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
+      fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
+      readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
+      directoryExists: (d) => ts.sys.directoryExists(d),
+      getDirectories: (d) => ts.sys.getDirectories(d),
+      realpath: (p) => (ts.sys.realpath ? ts.sys.realpath(p) : p),
+      useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
+      resolveModuleNameLiterals: (literals, containingFile, redirected, options, containingSourceFile) =>
+        literals.map((lit) => {
+          const mode = ts.getModeForUsageLocation(containingSourceFile, lit, options);
+          const key = `${path.dirname(containingFile)}\0${lit.text}\0${mode ?? ""}`;
+          const hit = resolved.get(key);
+          if (hit) return hit;
+          const r = ts.resolveModuleName(lit.text, containingFile, options, resolutionHost, moduleCache, redirected, mode);
+          // A failed lookup from a cell may succeed after an `npm install` in the notebook's folder.
+          if (r.resolvedModule || !this.isVirtual(containingFile)) resolved.set(key, r);
+          return r;
+        }),
+      resolveTypeReferenceDirectiveReferences: (refs, containingFile, redirected, options, containingSourceFile) =>
+        refs.map((ref) => {
+          const name = typeof ref === "string" ? ref : ref.fileName.toLowerCase();
+          const mode = typeof ref === "string" || !containingSourceFile ? undefined : ts.getModeForFileReference(ref, containingSourceFile.impliedNodeFormat);
+          return ts.resolveTypeReferenceDirective(name, containingFile, options, resolutionHost, redirected, typeRefCache, mode);
+        }),
+    };
+    this.service = ts.createLanguageService(host, ts.createDocumentRegistry());
+  }
+
+  private isVirtual(file: string): boolean {
+    return path.basename(file).startsWith("__streambook_");
+  }
+
+  /** Loads the lib files and the prelude's names: the first check then costs what later ones do. */
+  warm(): void {
+    this.loadPrelude();
+    const warmup = this.checkCell("0");
+    warmup.diagnostics();
+    warmup.discard();
+  }
+
+  /** Module specifiers of the footer's imports (dropped from emitted JavaScript). */
+  isFooterImport(specifier: string): boolean {
+    return specifier === this.opts.preludeModule || specifier.startsWith("./__streambook_cell_");
+  }
+
+  private loadPrelude(): void {
+    if (this.preludeLoaded) return;
+    this.preludeLoaded = true;
+    const mod = this.opts.preludeModule;
+    if (!mod) return;
+    const ts = this.ts;
+    const probe = path.join(this.cwd, "__streambook_prelude_probe.ts");
+    this.files.set(probe, { text: `import * as prelude from ${JSON.stringify(mod)};\nexport {};\n`, version: 1, deps: new Set() });
+    try {
+      const program = this.service.getProgram();
+      const sf = program?.getSourceFile(probe);
+      const decl = sf?.statements[0];
+      if (!program || !decl || !ts.isImportDeclaration(decl)) return;
+      const checker = program.getTypeChecker();
+      const sym = checker.getSymbolAtLocation(decl.moduleSpecifier);
+      if (!sym) return;
+      for (const exp of checker.getExportsOfModule(sym)) {
+        if (exp.name !== "default") this.owners.set(exp.name, { module: mod, kind: "import" });
+      }
+    } finally {
+      this.files.delete(probe);
+    }
+  }
+
+  /** Adds pool files; the slot, scratch and free files get the longer import list (a one-off re-walk). */
+  private growPool(): void {
+    for (let i = 0; i < POOL_CHUNK; i++) {
+      const file = path.join(this.cwd, `__streambook_cell_${this.pool.length + 1}.ts`);
+      this.pool.push(file);
+      this.free.push(file);
+    }
+    const empty = this.footer(new Map(), []).text;
+    for (const f of [...this.free, this.slotFile, this.scratchFile]) this.write(f, empty, new Set());
+  }
+
+  private write(file: string, text: string, deps: Set<string>): void {
+    const prev = this.files.get(file);
+    if (prev?.text === text) return;
+    this.files.set(file, { text, version: (prev?.version ?? 0) + 1, deps });
+  }
+
+  /**
+   * The footer: an import from every pool file (and the prelude) in a fixed order, naming the earlier
+   * names the cell uses; then the cell's own exports. `key` also names the versions of those files.
+   */
+  private footer(declared: Map<string, DeclarationKind>, used: Iterable<string>): { text: string; deps: Set<string>; key: string } {
+    const byModule = new Map<string, string[]>();
+    for (const name of used) {
+      if (declared.has(name)) continue;
+      const owner = this.owners.get(name);
+      if (!owner) continue;
+      const list = byModule.get(owner.module) ?? [];
+      list.push(name);
+      byModule.set(owner.module, list);
+    }
+    let text = "\n";
+    let key = "";
+    const deps = new Set<string>();
+    const modules = this.opts.preludeModule ? [this.opts.preludeModule, ...this.pool] : this.pool;
+    for (const mod of modules) {
+      // An earlier `let`/`var` stays assignable, with its type checked: a local declaration typed as
+      // the import (a plain import binding could not be assigned at all).
+      const names = (byModule.get(mod) ?? []).map((name) => {
+        const kind = this.owners.get(name)?.kind;
+        if (kind !== "let" && kind !== "var") return name;
+        text += `declare let ${name}: typeof ${MUTABLE_PREFIX}${name};\n`;
+        return `${name} as ${MUTABLE_PREFIX}${name}`;
+      });
+      const isPool = mod !== this.opts.preludeModule;
+      const spec = isPool ? "./" + path.basename(mod, ".ts") : mod;
+      text += `import { ${names.join(", ")} } from ${JSON.stringify(spec)};\n`;
+      if (names.length && isPool) {
+        deps.add(mod);
+        key += `${mod}#${this.files.get(mod)!.version};`;
+      }
+    }
+    text += `export { ${[...declared.keys()].join(", ")} };\n`;
+    return { text, deps, key };
+  }
+
+  /**
+   * Checks a new cell in the slot file (lazily: not asking for diagnostics costs nothing). The caller
+   * then commits it (it ran: its names become visible) or discards it (a type error).
+   */
+  checkCell(code: string): PendingCell {
+    this.loadPrelude();
+    const ts = this.ts;
+    const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, true);
+    const declared = topLevelDeclarations(sf);
+    const { text, deps, key } = this.footer(declared, identifiersOf(sf));
+    const full = code + text;
+    const cacheKey = full + "\0" + key;
+    let done = false;
+    let checkedHere = false;
+    return {
+      diagnostics: () => {
+        let diagnostics = this.diagnosticsCache.get(cacheKey);
+        if (!diagnostics) {
+          checkedHere = true;
+          this.write(this.slotFile, full, deps);
+          diagnostics = this.diagnosticsOf(this.slotFile, code);
+          if (this.diagnosticsCache.size >= 1000) this.diagnosticsCache.delete(this.diagnosticsCache.keys().next().value!);
+          this.diagnosticsCache.set(cacheKey, diagnostics);
+        }
+        return diagnostics;
+      },
+      commit: () => {
+        if (done) return;
+        done = true;
+        if (declared.size === 0) return;
+        // An identical re-run whose names all still belong to its file changes nothing.
+        const same = this.byText.get(cacheKey);
+        if (same && [...declared.keys()].every((n) => this.owners.get(n)?.module === same)) return;
+        if (this.free.length === 0) this.growPool();
+        const file = this.free.shift()!;
+        this.write(file, full, deps);
+        this.byText.set(cacheKey, file);
+        for (const [name, kind] of declared) this.owners.set(name, { module: file, kind });
+        this.collect();
+      },
+      discard: () => {
+        done = true;
+      },
+      emit: () => {
+        // Only right after checking it here: a re-run's cached transpile is cheaper than an emit.
+        if (!checkedHere || this.files.get(this.slotFile)?.text !== full) return undefined;
+        const out = this.service.getEmitOutput(this.slotFile).outputFiles;
+        const js = out.find((f) => f.name.endsWith(".js"));
+        const map = out.find((f) => f.name.endsWith(".js.map"));
+        return js && map ? { js: js.text, sourceMapText: map.text } : undefined;
+      },
+    };
+  }
+
+  private diagnosticsOf(file: string, code: string): CellDiagnostic[] {
+    const ts = this.ts;
+    const all: TS.Diagnostic[] = [...this.service.getSyntacticDiagnostics(file)];
+    // Semantic errors in the kernel's footer (past the cell's text) are not the user's.
+    if (all.length === 0) all.push(...this.service.getSemanticDiagnostics(file).filter((d) => (d.start ?? 0) < code.length));
+    const lines = code.split("\n");
+    const out: CellDiagnostic[] = [];
+    for (const d of all) {
+      if (d.category !== ts.DiagnosticCategory.Error || IGNORED_CODES.has(d.code)) continue;
+      const start = Math.min(d.start ?? 0, code.length);
+      let message = ts.flattenDiagnosticMessageText(d.messageText, "\n");
+      if (d.code === 2632 && d.start !== undefined && d.length !== undefined) {
+        // "Cannot assign to 'x' because it is an import": x is an earlier cell's declaration.
+        const name = code.slice(d.start, d.start + d.length);
+        const kind = this.owners.get(name)?.kind;
+        if (kind === "let" || kind === "var") continue;
+        if (kind === "const") message = `Cannot assign to '${name}' because it is a constant.`;
+      }
+      const before = code.slice(0, start);
+      const line = before.split("\n").length;
+      const lineStart = before.lastIndexOf("\n") + 1;
+      const column = utf16ToCodePoints(code.slice(lineStart), start - lineStart) + 1;
+      out.push({ line, column, code: d.code, message, sourceLine: lines[line - 1] ?? "" });
+    }
+    return out;
+  }
+
+  /** Recycles pool files no visible name needs, directly or through another live cell. */
+  private collect(): void {
+    const live = new Set<string>();
+    const stack: string[] = [];
+    for (const o of this.owners.values()) {
+      if (this.files.has(o.module) && !live.has(o.module)) {
+        live.add(o.module);
+        stack.push(o.module);
+      }
+    }
+    while (stack.length) {
+      for (const dep of this.files.get(stack.pop()!)?.deps ?? []) {
+        if (!live.has(dep)) {
+          live.add(dep);
+          stack.push(dep);
+        }
+      }
+    }
+    const freeSet = new Set(this.free);
+    const empty = this.footer(new Map(), []).text;
+    for (const f of this.pool) {
+      if (live.has(f) || freeSet.has(f)) continue;
+      this.write(f, empty, new Set());
+      this.free.push(f);
+    }
+    for (const [text, f] of this.byText) if (!live.has(f)) this.byText.delete(text);
+  }
+
+  /** Puts `code` in the scratch file (all earlier names visible) for completions and inspection. */
+  private scratch(code: string): void {
+    this.loadPrelude();
+    const ts = this.ts;
+    const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, false);
+    const { text } = this.footer(topLevelDeclarations(sf), this.owners.keys());
+    this.write(this.scratchFile, code + text, new Set());
+  }
+
+  complete(code: string, cursorPos: number): CompleteResult {
+    const ts = this.ts;
+    const cursor = codePointsToUtf16(code, cursorPos);
+    let start = cursor;
+    while (start > 0 && /[\p{ID_Continue}$\u200c\u200d]/u.test(code[start - 1])) start--;
+    const prefix = code.slice(start, cursor);
+    this.scratch(code);
+    const info = this.service.getCompletionsAtPosition(this.scratchFile, cursor, {
+      includeCompletionsWithInsertText: true,
+    });
+    const lower = prefix.toLowerCase();
+    const entries = (info?.entries ?? [])
+      .filter((e) => e.name.toLowerCase().startsWith(lower) && !e.name.startsWith("__streambook"))
+      .sort((a, b) => (a.sortText < b.sortText ? -1 : a.sortText > b.sortText ? 1 : a.name.localeCompare(b.name)));
+    const startCp = utf16ToCodePoints(code, start);
+    const endCp = utf16ToCodePoints(code, cursor);
+    return {
+      matches: entries.map((e) => e.name),
+      cursor_start: startCp,
+      cursor_end: endCp,
+      metadata: {
+        _jupyter_types_experimental: entries.map((e) => ({ start: startCp, end: endCp, text: e.name, type: e.kind })),
+      },
+    };
+  }
+
+  inspect(code: string, cursorPos: number, detailLevel: number): InspectResult {
+    const ts = this.ts;
+    let cursor = codePointsToUtf16(code, cursorPos);
+    // At the end of `Math.max` or just after `Math.max(`: look at the identifier before the cursor.
+    while (cursor > 0 && !/[\p{ID_Continue}$]/u.test(code[cursor - 1] ?? "") && /[\s(,]/.test(code[cursor - 1])) cursor--;
+    this.scratch(code);
+    const info =
+      this.service.getQuickInfoAtPosition(this.scratchFile, cursor) ??
+      (cursor > 0 ? this.service.getQuickInfoAtPosition(this.scratchFile, cursor - 1) : undefined);
+    if (!info) return { found: false, data: {} };
+    const signature = ts.displayPartsToString(info.displayParts);
+    const doc = ts.displayPartsToString(info.documentation);
+    const tags = (info.tags ?? []).map((t) => `@${t.name}${t.text ? " " + ts.displayPartsToString(t.text) : ""}`);
+    const plain = [signature, doc, ...(detailLevel > 0 || tags.length < 8 ? tags : [])].filter(Boolean).join("\n\n");
+    const markdown = ["```ts\n" + signature + "\n```", doc, tags.map((t) => `*${t}*`).join("  \n")].filter(Boolean).join("\n\n");
+    return { found: true, data: { "text/plain": plain, "text/markdown": markdown } };
+  }
+
+  /** Pool files in use and in all (for tests and the timing script). */
+  get poolUsage(): { live: number; total: number } {
+    return { live: this.pool.length - this.free.length, total: this.pool.length };
+  }
+}
+
+export interface PendingCell {
+  diagnostics(): CellDiagnostic[];
+  commit(): void;
+  discard(): void;
+  /** The cell's JavaScript from the program that checked it, when it is still there (else transpile). */
+  emit(): { js: string; sourceMapText: string } | undefined;
+}
+
+/** Where @types/node lives: the kernel's own node_modules (cells see Node's types wherever they run). */
+function findTypeRoots(): string[] {
+  try {
+    const pkg = require.resolve("@types/node/package.json");
+    return [path.dirname(path.dirname(pkg))];
+  } catch {
+    return [];
+  }
+}
+
+/** TypeScript's parse errors that mean "the text stopped too early" rather than "the text is wrong". */
+const UNFINISHED_CODES = new Set([1002, 1003, 1005, 1109, 1126, 1128, 1160, 1010, 1135, 1138, 1144]);
+
+const UNTERMINATED_CODES = new Set([1002, 1010, 1126, 1160]);
+
+/** is_complete: unclosed brackets/strings/templates are incomplete; other syntax errors invalid. */
+export function isComplete(code: string): IsCompleteResult {
+  const ts = typescript();
+  if (code.trim() === "") return { status: "complete" };
+  const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, false);
+  const diags = (sf as unknown as { parseDiagnostics: TS.DiagnosticWithLocation[] }).parseDiagnostics ?? [];
+  const depth = openBrackets(ts, code);
+  if (diags.length === 0) return depth > 0 ? { status: "incomplete", indent: "  ".repeat(depth) } : { status: "complete" };
+  const end = code.trimEnd().length;
+  // Unterminated strings, comments and templates are reported where the text runs out; other errors
+  // mean "more text needed" only when they sit at the very end.
+  const atEnd = diags.every((d) => d.start >= end || (d.start + d.length >= code.length && UNTERMINATED_CODES.has(d.code)));
+  if (atEnd && diags.some((d) => UNFINISHED_CODES.has(d.code))) {
+    return { status: "incomplete", indent: "  ".repeat(Math.max(0, depth)) };
+  }
+  return { status: "invalid" };
+}
+
+/** How many (, [, { are open at the end, skipping strings, comments and template text. */
+function openBrackets(ts: typeof TS, code: string): number {
+  const scanner = ts.createScanner(ts.ScriptTarget.ES2022, false, ts.LanguageVariant.Standard, code);
+  const stack: TS.SyntaxKind[] = [];
+  for (let tok = scanner.scan(); tok !== ts.SyntaxKind.EndOfFileToken; tok = scanner.scan()) {
+    switch (tok) {
+      case ts.SyntaxKind.OpenParenToken:
+      case ts.SyntaxKind.OpenBracketToken:
+      case ts.SyntaxKind.OpenBraceToken:
+      case ts.SyntaxKind.TemplateHead:
+        stack.push(tok);
+        break;
+      case ts.SyntaxKind.CloseParenToken:
+      case ts.SyntaxKind.CloseBracketToken:
+        stack.pop();
+        break;
+      case ts.SyntaxKind.CloseBraceToken:
+        if (stack[stack.length - 1] === ts.SyntaxKind.TemplateHead) {
+          // `}` inside a template: continue the template.
+          if (scanner.reScanTemplateToken(false) === ts.SyntaxKind.TemplateTail) stack.pop();
+        } else stack.pop();
+        break;
+      default:
+        break;
+    }
+  }
+  return stack.filter((k) => k !== ts.SyntaxKind.TemplateHead).length;
+}
+
+/** Parse errors only (when type checking is off): a cell that cannot parse never runs. */
+export function syntaxErrors(code: string): CellDiagnostic[] {
+  const ts = typescript();
+  const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, false);
+  const diags = (sf as unknown as { parseDiagnostics: TS.DiagnosticWithLocation[] }).parseDiagnostics ?? [];
+  const lines = code.split("\n");
+  return diags.map((d) => {
+    const before = code.slice(0, d.start);
+    const line = before.split("\n").length;
+    const lineStart = before.lastIndexOf("\n") + 1;
+    return {
+      line,
+      column: utf16ToCodePoints(code.slice(lineStart), d.start - lineStart) + 1,
+      code: d.code,
+      message: ts.flattenDiagnosticMessageText(d.messageText, "\n"),
+      sourceLine: lines[line - 1] ?? "",
+    };
+  });
+}

@@ -1,0 +1,114 @@
+// Completions, inspection and is_complete from the TypeScript language service, knowing earlier cells;
+// cursor positions in Unicode code points.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { createInterpreter, type StreambookInterpreter } from "../kernel/evaluate.js";
+import type { OutputSink } from "../kernel/interpreter.js";
+import { codePointsToUtf16, utf16ToCodePoints } from "../kernel/language.js";
+
+vi.setConfig({ testTimeout: 60_000 });
+
+const sink: OutputSink = { stream() {}, displayData() {}, updateDisplayData() {}, clearOutput() {} };
+let dir: string;
+let it: StreambookInterpreter;
+let n = 0;
+async function ok(code: string): Promise<void> {
+  const out = await it.execute(code, { sink, executionCount: ++n, input: async () => "", silent: false });
+  expect(out.status).toBe("ok");
+}
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "streambook-lang-"));
+  it = createInterpreter({ cwd: dir, warmup: false, handleSigint: false });
+  await it.warm();
+}, 60_000);
+
+afterAll(async () => {
+  await it.shutdown(false);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe("completions", () => {
+  test("know the types of earlier cells: s.toU -> toUpperCase", async () => {
+    await ok('const s = "x"');
+    const r = await it.complete("s.toU", 5);
+    expect(r.matches).toContain("toUpperCase");
+    expect(r.matches.every((m) => m.toLowerCase().startsWith("tou"))).toBe(true);
+    expect(r.cursor_start).toBe(2);
+    expect(r.cursor_end).toBe(5);
+  });
+
+  test("offer earlier cells' names, and members after a dot", async () => {
+    await ok("const streamCount = 3; function streamTotal(): number { return 1 }");
+    const r = await it.complete("stream", 6);
+    expect(r.matches).toEqual(expect.arrayContaining(["streamCount", "streamTotal"]));
+    const members = await it.complete("Math.", 5);
+    expect(members.matches).toEqual(expect.arrayContaining(["max", "min", "PI"]));
+    expect(members.cursor_start).toBe(5);
+  });
+
+  test("cursor positions count code points: astral characters before the cursor", async () => {
+    const code = 'const e = "😀😀"; e.toU';
+    const cursor = [...code].length; // 20 code points, 22 UTF-16 units
+    expect(code.length).toBe(cursor + 2);
+    const r = await it.complete(code, cursor);
+    expect(r.matches).toContain("toUpperCase");
+    expect(r.cursor_end).toBe(cursor);
+    expect(r.cursor_start).toBe(cursor - 3);
+    // A cursor in the middle of a line after an emoji: `😀.length` then more text.
+    const mid = '"😀".len + 1';
+    const at = [...'"😀".len'].length;
+    const m = await it.complete(mid, at);
+    expect(m.matches).toContain("length");
+    expect(m.cursor_start).toBe(at - 3);
+  });
+
+  test("code point <-> UTF-16 conversion", () => {
+    const s = "a😀b";
+    expect(codePointsToUtf16(s, 2)).toBe(3);
+    expect(utf16ToCodePoints(s, 3)).toBe(2);
+    expect(codePointsToUtf16(s, 99)).toBe(s.length);
+  });
+});
+
+describe("inspection", () => {
+  test("Math.max shows its signature and doc comment", async () => {
+    const r = await it.inspect("Math.max", 8, 0);
+    expect(r.found).toBe(true);
+    const text = r.data["text/plain"] as string;
+    expect(text).toContain("max(...values: number[]): number");
+    expect(text).toContain("Returns the larger of a set of supplied numeric expressions");
+    expect(r.data["text/markdown"]).toContain("```ts");
+  });
+
+  test("inside a call and on earlier cells' names", async () => {
+    expect((await it.inspect("Math.max(", 9, 0)).data["text/plain"]).toContain("max(");
+    await ok("/** The answer. */\nconst answer: number = 42");
+    const r = await it.inspect("answer", 3, 0);
+    expect(r.data["text/plain"]).toContain("const answer: number");
+    expect(r.data["text/plain"]).toContain("The answer.");
+    expect((await it.inspect("   ", 1, 0)).found).toBe(false);
+  });
+});
+
+describe("is_complete", () => {
+  test.each([
+    ["1 + 1", "complete", undefined],
+    ["const x = [1,\n  2]", "complete", undefined],
+    ["function f() {", "incomplete", "  "],
+    ["foo(1, [2,", "incomplete", "    "],
+    ["const s = `abc ${", "incomplete", ""],
+    ["const s = `abc", "incomplete", ""],
+    ['const s = "abc', "incomplete", ""],
+    ["/* a comment", "incomplete", ""],
+    ["const x = )", "invalid", undefined],
+    ["1 + * 2", "invalid", undefined],
+    ["if (x) {} else else {}", "invalid", undefined],
+  ])("%j is %s", (code, status, indent) => {
+    const r = it.isComplete(code);
+    expect(r.status).toBe(status);
+    if (indent !== undefined) expect(r.indent).toBe(indent);
+  });
+});
