@@ -10,7 +10,7 @@ import type { StreamingListener, StreamingListenerEvent } from "./listener.js";
 import { DStream, TransformedDStream, UnionDStream } from "./dstream.js";
 import { RDD, SparkContext } from "./rdd.js";
 import type { InputDStream } from "./sources/input.js";
-import type { CheckpointOptions } from "./checkpoint/checkpointer.js";
+import type { CheckpointOptions, RecoveryReport } from "./checkpoint/checkpointer.js";
 import { QueueInputDStream } from "./sources/queue.js";
 import { SocketInputDStream, type SocketStreamOptions } from "./sources/socket.js";
 import { TextFileInputDStream, type TextFileStreamOptions } from "./sources/textfile.js";
@@ -71,6 +71,8 @@ export interface StartOptions {
 export const checkpointSupport: {
   attach?: (ssc: StreamingContext, dir: string, options?: CheckpointOptions) => void;
   getOrCreate?: (dir: string, setup: () => StreamingContext) => StreamingContext;
+  /** Awaited by stop(): every checkpoint asked for is on disk when stop() resolves. */
+  onStop?: (ssc: StreamingContext) => Promise<void>;
 } = {};
 
 let active: StreamingContext | undefined;
@@ -86,6 +88,10 @@ export class StreamingContext {
   readonly generator: JobGenerator;
   /** Set by checkpoint(dir). */
   checkpointDir?: string;
+  /** Set by getOrCreate: what was recovered (state, positions, pending batches, unmatched state). */
+  recoveryReport?: RecoveryReport;
+  /** Set by getOrCreate: the first start() generates the recovered batches again. */
+  recoveredStart?: StartOptions;
   private _state: StreamingState = "initialized";
   private startPromise: Promise<void> = Promise.resolve();
   private readonly batchHooks: ((time: number) => void | Promise<void>)[] = [];
@@ -246,6 +252,10 @@ export class StreamingContext {
    * A stopped context can be started again; its stateful streams keep their state.
    */
   start(options: StartOptions = {}): Promise<void> {
+    if (this.recoveredStart) {
+      options = { ...this.recoveredStart, ...options };
+      this.recoveredStart = undefined;
+    }
     if (this._state === "active") throw new StreamingContextStateError("start(): the StreamingContext is already started; stop() it first");
     if (this.stopping) throw new StreamingContextStateError("start(): the StreamingContext is stopping; await its stop() first");
     if (active && active !== this) void active.stop().catch(() => {});
@@ -341,6 +351,7 @@ export class StreamingContext {
         this.generator.stop();
         await this.scheduler.cancel();
       }
+      await checkpointSupport.onStop?.(this);
       this._state = "stopped";
       if (active === this) active = undefined;
       if (options.stopSparkContext) this.sc.stop();

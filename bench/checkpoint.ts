@@ -1,0 +1,160 @@
+// Benchmark (not a test): stateful word count with a checkpoint every 5 batches against none, side by side
+// in one process on the same input, and the time to recover 1M keys of state.
+// Run: node --expose-gc dist/bench/checkpoint.js
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { SparkContext, StreamingContext, type RDD } from "../engine/index.js";
+import { checkpoint, checkpointerOf, recoveryReportOf } from "../engine/checkpoint/index.js";
+
+const BATCHES = 20;
+const LINES = 10_000;
+const WORDS_PER_LINE = 10;
+const DISTINCT = 50_000;
+const ROUNDS = 5;
+
+function makeBatches(): string[][] {
+  let a = 12345;
+  const rnd = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out: string[][] = [];
+  for (let b = 0; b < BATCHES; b++) {
+    const lines: string[] = [];
+    for (let l = 0; l < LINES; l++) {
+      const ws: string[] = [];
+      for (let w = 0; w < WORDS_PER_LINE; w++) ws.push(`w${Math.floor(rnd() * DISTINCT)}`);
+      lines.push(ws.join(" "));
+    }
+    out.push(lines);
+  }
+  return out;
+}
+
+const sum = (vs: number[], last?: number) => vs.reduce((a, b) => a + b, 0) + (last ?? 0);
+
+async function wordCount(batches: string[][], dir: string | undefined): Promise<{ ms: number; checkpoints: number; keys: number }> {
+  const sc = new SparkContext();
+  const ssc = new StreamingContext(sc, 1000, { clock: "manual" });
+  if (dir) checkpoint(ssc, dir, { interval: 5000 });
+  let keys = 0;
+  ssc
+    .queueStream(batches.map((b) => b.slice()), true)
+    .flatMap((l) => l.split(" "))
+    .map((w) => [w, 1] as [string, number])
+    .reduceByKey((a, b) => a + b)
+    .updateStateByKey(sum, { name: "counts" })
+    .foreachRDD((rdd) => {
+      keys = rdd.count();
+    });
+  const t0 = performance.now();
+  await ssc.start();
+  for (let i = 0; i < BATCHES; i++) await ssc.advance(1000);
+  const cp = dir ? checkpointerOf(ssc) : undefined;
+  await cp?.flush(); // the checkpoints' cost counts in full
+  const ms = performance.now() - t0;
+  await ssc.stop();
+  return { ms, checkpoints: cp?.written ?? 0, keys };
+}
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function throughput(): Promise<void> {
+  const batches = makeBatches();
+  const words = BATCHES * LINES * WORDS_PER_LINE;
+  const none: number[] = [];
+  const every5: number[] = [];
+  let written = 0;
+  const { keys } = await wordCount(batches, undefined); // warm-up
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const plain = async () => {
+    gc?.();
+    none.push((await wordCount(batches, undefined)).ms);
+  };
+  const checkpointed = async () => {
+    gc?.();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-bench-ckpt-"));
+    const res = await wordCount(batches, dir);
+    every5.push(res.ms);
+    if (res.keys !== keys) throw new Error(`checkpointed run kept ${res.keys} keys, the plain one ${keys}`);
+    written = res.checkpoints;
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  for (let r = 0; r < ROUNDS; r++) {
+    // Interleaved, in alternating order, so both see the same machine load and heap history.
+    if (r % 2 === 0) {
+      await plain();
+      await checkpointed();
+    } else {
+      await checkpointed();
+      await plain();
+    }
+  }
+  const a = median(none);
+  const b = median(every5);
+  console.log(`stateful word count, ${BATCHES} batches x ${LINES} lines x ${WORDS_PER_LINE} words, ${keys} keys (median of ${ROUNDS}):`);
+  console.log(`  no checkpoint          ${(words / (a / 1000) / 1e6).toFixed(2)} M words/s  (${a.toFixed(0)} ms)`);
+  console.log(`  checkpoint every 5     ${(words / (b / 1000) / 1e6).toFixed(2)} M words/s  (${b.toFixed(0)} ms, ${written} checkpoints)`);
+  console.log(`  overhead               ${((b / a - 1) * 100).toFixed(1)} %  (goal <= 20 %)`);
+}
+
+async function recovery(): Promise<void> {
+  const KEYS = 1_000_000;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-bench-recover-"));
+  const setup = (initial?: RDD<[string, number]>) => {
+    const ssc = new StreamingContext(new SparkContext(), 1000, { clock: "manual" });
+    checkpoint(ssc, dir, { interval: 1000 });
+    ssc
+      .queueStream<string>([["k1 k2"]], true)
+      .flatMap((l) => l.split(" "))
+      .map((w) => [w, 1] as [string, number])
+      .updateStateByKey(sum, { name: "counts", initialRDD: initial })
+      .foreachRDD(() => {});
+    return ssc;
+  };
+  const sc = new SparkContext();
+  const pairs: [string, number][] = [];
+  for (let i = 0; i < KEYS; i++) pairs.push([`key${i}`, i]);
+  const first = setup(sc.parallelize(pairs));
+  await first.start();
+  const w0 = performance.now();
+  await first.advance(1000);
+  await checkpointerOf(first)!.flush();
+  const writeMs = performance.now() - w0;
+  await first.stop();
+  const file = checkpointerOf(first)!.store.files()[0]!;
+  const bytes = fs.statSync(file.file).size;
+
+  const r0 = performance.now();
+  const ssc = StreamingContext.getOrCreate(dir, () => setup());
+  await ssc.start();
+  const restoredMs = performance.now() - r0;
+  let keys = 0;
+  await ssc.advance(1000); // the first batch after recovery touches the restored state
+  const firstBatchMs = performance.now() - r0;
+  keys = (ssc.graph.statefulStreams()[0]!.state() as RDD<unknown>).count();
+  await ssc.stop();
+  await checkpointerOf(ssc)?.flush();
+  const report = recoveryReportOf(ssc)!;
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(`recovery of ${KEYS.toLocaleString("en")} keys of updateStateByKey state (checkpoint ${(bytes / 1e6).toFixed(1)} MB):`);
+  console.log(`  batch + checkpoint write ${writeMs.toFixed(0)} ms`);
+  console.log(`  getOrCreate + start      ${restoredMs.toFixed(0)} ms (restored ${report.restoredState.join(", ")})`);
+  console.log(`  ... + first batch        ${firstBatchMs.toFixed(0)} ms (${keys.toLocaleString("en")} keys after it)`);
+}
+
+async function main(): Promise<void> {
+  await throughput();
+  await recovery();
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,218 @@
+// Checkpointing in a running context: after a batch completes (and every `interval` of batch time) it
+// snapshots the stateful streams' state, the source positions and the pending batches, and writes them.
+import * as path from "node:path";
+import type { StreamingContext } from "../context.js";
+import type { StreamingListener } from "../listener.js";
+import { CheckpointStore, type LoadedCheckpoint } from "./store.js";
+import { encodeCheckpoint, type CheckpointData } from "./format.js";
+import { ReceivedBlockLog } from "./blocklog.js";
+
+export interface CheckpointOptions {
+  /**
+   * Batch time (ms) between checkpoints. Default: the smallest `stream.checkpoint(interval)` of a
+   * stateful stream, else max(10 s, 5 batches) as in Spark.
+   */
+  interval?: number;
+  /** Log every block a receiver stores (fsync'd) before it enters a batch, and replay it after a crash. */
+  writeAheadLog?: boolean;
+  /** Checkpoint files kept (at least 2). */
+  keep?: number;
+  /** Where warnings go (fallback to an older checkpoint, unmatched state); default console.warn. */
+  onWarning?: (message: string) => void;
+}
+
+/** What recovery did, for `recoveryReport`: every piece of checkpointed data is accounted for here. */
+export interface RecoveryReport {
+  checkpointFile: string;
+  /** The batch time of the checkpoint recovered from. */
+  checkpointTime: number;
+  lastCompletedBatch: number | undefined;
+  /** Batch times generated again at start (pending at the checkpoint, or logged by the write-ahead log). */
+  pendingBatches: number[];
+  restoredState: string[];
+  restoredPositions: string[];
+  /** Stateful streams of the new pipeline with no checkpointed state: they start empty. */
+  freshState: string[];
+  /** Checkpointed state no stream of the new pipeline is named for: kept in later checkpoints, not restored. */
+  unmatchedState: string[];
+  unmatchedPositions: string[];
+  /** Receiver streams with logged data but no stream of that name now: the data stays in the log. */
+  unmatchedReceivedData: string[];
+  /** Receiver records replayed from the write-ahead log, per stream. */
+  replayedRecords: Record<string, number>;
+  /** Warnings: damaged newer checkpoints skipped, unmatched state. */
+  warnings: string[];
+}
+
+const checkpointers = new WeakMap<StreamingContext, Checkpointer>();
+
+/** The checkpointer ssc.checkpoint(dir) installed on `ssc`, if any. */
+export function checkpointerOf(ssc: StreamingContext): Checkpointer | undefined {
+  return checkpointers.get(ssc);
+}
+
+export class Checkpointer {
+  readonly ssc: StreamingContext;
+  readonly dir: string;
+  readonly store: CheckpointStore;
+  readonly blockLog: ReceivedBlockLog | undefined;
+  private readonly explicitInterval: number | undefined;
+  private readonly onWarning: (message: string) => void;
+  /** Reports a warning where this checkpointer's warnings go. */
+  warn(message: string): void {
+    this.onWarning(message);
+  }
+  /** Input positions captured right after each batch was generated, until that batch completes. */
+  private readonly positionsAt = new Map<number, Record<string, unknown>>();
+  private lastWrittenTime: number | undefined;
+  /** Checkpointed data the current pipeline did not match: carried into every later checkpoint. */
+  unmatched: CheckpointData["unmatched"] = { state: {}, positions: {} };
+  recoveryReport: RecoveryReport | undefined;
+  private inFlight: Promise<void> | undefined;
+  private queued: { batchTime: number; lastCompleted: number | undefined; bytes: Buffer; positions: Record<string, unknown> } | undefined;
+  private writeError: unknown;
+  private readonly removers: (() => void)[] = [];
+  private readonly listener: StreamingListener;
+  /** Checkpoint files written, for tests and the benchmark. */
+  written = 0;
+
+  constructor(ssc: StreamingContext, dir: string, options: CheckpointOptions = {}) {
+    this.ssc = ssc;
+    this.dir = path.resolve(dir);
+    this.explicitInterval = options.interval;
+    if (options.interval !== undefined && !(options.interval > 0)) {
+      throw new RangeError(`checkpoint interval must be a positive number of ms, got ${options.interval}`);
+    }
+    this.onWarning = options.onWarning ?? ((m) => console.warn(m));
+    this.store = new CheckpointStore(this.dir, { keep: options.keep, onWarning: this.onWarning });
+    this.blockLog = options.writeAheadLog ? new ReceivedBlockLog(path.join(this.dir, "receivedBlocks"), ssc) : undefined;
+    this.listener = {
+      // Posted synchronously right after batch `time` was generated: the sources' positions now are
+      // exactly "through `time`", before a later batch can move them.
+      onBatchSubmitted: (e) => this.capturePositions(e.batchInfo.batchTime),
+      onStreamingStarted: () => this.blockLog?.install(),
+      onStreamingStopped: () => void this.flush().catch(() => {}),
+    };
+    ssc.addStreamingListener(this.listener);
+    this.removers.push(() => ssc.removeStreamingListener(this.listener));
+    this.removers.push(ssc.addBatchCompletionHook((time) => this.afterBatch(time)));
+    if (this.blockLog) this.removers.push(ssc.addBatchGenerationHook((time) => this.blockLog?.install(time)));
+    const previous = checkpointers.get(ssc);
+    previous?.dispose();
+    checkpointers.set(ssc, this);
+  }
+
+  /** Batch time between checkpoints now in force. */
+  get interval(): number {
+    if (this.explicitInterval !== undefined) return this.explicitInterval;
+    let fromStreams: number | undefined;
+    for (const s of this.ssc.graph.statefulStreams()) {
+      const d = s.checkpointDuration;
+      if (d !== undefined && (fromStreams === undefined || d < fromStreams)) fromStreams = d;
+    }
+    return fromStreams ?? Math.max(10_000, 5 * this.ssc.batchDuration);
+  }
+
+  /** Removes the hooks (a second ssc.checkpoint(dir) call replaces this checkpointer). */
+  dispose(): void {
+    for (const r of this.removers.splice(0)) r();
+    this.blockLog?.close();
+  }
+
+  private capturePositions(time: number): void {
+    const positions: Record<string, unknown> = {};
+    for (const input of this.ssc.graph.inputStreams()) {
+      const p = input.checkpointPosition?.();
+      if (p !== undefined) positions[input.name] = p;
+    }
+    this.positionsAt.set(time, positions);
+  }
+
+  private isDue(time: number): boolean {
+    const since = this.lastWrittenTime ?? this.ssc.graph.zeroTime ?? 0;
+    return time - since >= this.interval;
+  }
+
+  private async afterBatch(time: number): Promise<void> {
+    if (this.isDue(time)) this.enqueue(time);
+    for (const t of this.positionsAt.keys()) if (t <= time) this.positionsAt.delete(t);
+  }
+
+  /** The checkpoint as of completed batch `time` (state now is state through `time`). */
+  snapshot(time: number): CheckpointData {
+    const graph = this.ssc.graph;
+    const state: Record<string, unknown> = {};
+    for (const s of graph.statefulStreams()) state[s.name] = s.checkpointState();
+    let positions = this.positionsAt.get(time);
+    if (positions === undefined) {
+      // Not captured (batch generated before this checkpointer existed): the current positions are the best known.
+      this.capturePositions(time);
+      positions = this.positionsAt.get(time)!;
+    }
+    return {
+      batchTime: time,
+      batchDuration: this.ssc.batchDuration,
+      zeroTime: graph.zeroTime,
+      lastCompletedBatch: graph.lastCompletedTime,
+      pendingBatches: this.ssc.pendingBatchTimes().filter((t) => t > time),
+      graph: { inputs: graph.inputStreams().map((s) => s.name), stateful: graph.statefulStreams().map((s) => s.name) },
+      state,
+      positions,
+      unmatched: this.unmatched,
+      writtenAt: new Date().toISOString(),
+    };
+  }
+
+  private enqueue(time: number): void {
+    // Encoded now, while the batch loop waits for this hook, so the bytes are a consistent snapshot;
+    // written in the background. If writes fall behind, only the newest snapshot waits (older ones are moot).
+    const data = this.snapshot(time);
+    this.queued = { batchTime: time, lastCompleted: data.lastCompletedBatch, bytes: encodeCheckpoint(data), positions: data.positions };
+    this.lastWrittenTime = time;
+    if (!this.inFlight) this.inFlight = this.drain().finally(() => (this.inFlight = undefined));
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const job = this.queued;
+      if (!job) return;
+      this.queued = undefined;
+      try {
+        await this.store.writeEncoded(job.batchTime, job.bytes);
+        this.written++;
+        // Only now is everything through this batch durable elsewhere: the log may forget it.
+        if (job.lastCompleted !== undefined) this.blockLog?.checkpointed(job.lastCompleted);
+        // Sources that acknowledge upstream (a Redis consumer group) may do so up to the durable position.
+        for (const input of this.ssc.graph.inputStreams()) {
+          const hook = (input as { onCheckpointDurable?: (position: unknown) => void }).onCheckpointDurable;
+          if (hook && Object.prototype.hasOwnProperty.call(job.positions, input.name)) hook.call(input, job.positions[input.name]);
+        }
+      } catch (err) {
+        this.writeError = err;
+        this.onWarning(`checkpoint: could not write to ${this.dir}: ${(err as Error).message}; will retry at the next interval`);
+      }
+    }
+  }
+
+  /** Write a checkpoint of the latest completed batch now (if any) and wait until every write is durable. */
+  async checkpointNow(): Promise<void> {
+    const last = this.ssc.graph.lastCompletedTime;
+    if (last !== undefined && last !== this.lastWrittenTime) this.enqueue(last);
+    await this.flush();
+  }
+
+  /** Resolves when every checkpoint asked for so far is on disk. */
+  async flush(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  /** The last write error, if the latest attempt failed. */
+  get lastWriteError(): unknown {
+    return this.writeError;
+  }
+
+  /** After recovery, the next checkpoint is due an interval after the recovered one. */
+  resumeFrom(loaded: LoadedCheckpoint): void {
+    this.lastWrittenTime = loaded.data.batchTime;
+  }
+}
