@@ -1,0 +1,89 @@
+// The module whose exports every notebook has as globals (and the checker knows with their types):
+// the engine's public face, with a StreamingContext that adds the notebook's status panel, ssc.ui().
+import * as engine from "../engine/index.js";
+import { currentRun } from "./notebook-presenter.js";
+import { StatusPanel, type StatusPanelOptions } from "./status-panel.js";
+
+export * from "../engine/index.js";
+export { StatusPanel } from "./status-panel.js";
+export type { StatusPanelOptions, StatusSummary } from "./status-panel.js";
+
+/** Contexts with a pending awaitTermination(): an interrupt stops them gracefully. */
+const awaiting = new Map<engine.StreamingContext, number>();
+
+function track<T>(ctx: engine.StreamingContext, wait: Promise<T>): Promise<T> {
+  awaiting.set(ctx, (awaiting.get(ctx) ?? 0) + 1);
+  const done = (): void => {
+    const n = (awaiting.get(ctx) ?? 1) - 1;
+    if (n <= 0) awaiting.delete(ctx);
+    else awaiting.set(ctx, n);
+  };
+  wait.then(done, done);
+  return wait;
+}
+
+/** Every notebook context, weakly: the binding asks which may still run batches. */
+const created = new Set<WeakRef<engine.StreamingContext>>();
+
+/** Contexts that are running or not started yet (their outputs may still produce late output). */
+export function contextsNotStopped(): engine.StreamingContext[] {
+  const out: engine.StreamingContext[] = [];
+  for (const ref of created) {
+    const ctx = ref.deref();
+    if (ctx === undefined) created.delete(ref);
+    else if (ctx.state !== "stopped") out.push(ctx);
+  }
+  return out;
+}
+
+/** The contexts a cell is waiting on right now (awaitTermination / awaitTerminationOrTimeout). */
+export function contextsAwaited(): engine.StreamingContext[] {
+  return [...awaiting.keys()];
+}
+
+/**
+ * Spark's StreamingContext, plus what a notebook adds: `ui()` opens the status panel (Spark's
+ * Streaming tab) under the current cell. Everything else is the engine's.
+ */
+export class StreamingContext extends engine.StreamingContext {
+  constructor(...args: ConstructorParameters<typeof engine.StreamingContext>) {
+    super(...args);
+    created.add(new WeakRef(this));
+  }
+
+  /** A live panel under this cell: input rate, processing time and scheduling delay per batch, and a table. */
+  ui(options?: StatusPanelOptions): StatusPanel {
+    return StatusPanel.open(this, options);
+  }
+
+  private failureListener: engine.StreamingListener | undefined;
+
+  /**
+   * Starts as the engine does; a batch whose output operation fails is also reported under the cell
+   * that started the context (its log display once the cell has returned), so errors are never silent.
+   */
+  override start(options?: engine.StartOptions): Promise<void> {
+    const run = currentRun();
+    if (this.failureListener !== undefined) this.removeStreamingListener(this.failureListener);
+    this.failureListener = undefined;
+    if (run !== undefined) {
+      run.definedLoggingOutput = true;
+      this.failureListener = {
+        onOutputOperationCompleted: ({ outputOperationInfo: op }) => {
+          if (op.failureReason === undefined || run.disposed) return;
+          run.report("stderr", `batch ${op.batchTime}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
+        },
+      };
+      this.addStreamingListener(this.failureListener);
+    }
+    return super.start(options);
+  }
+
+  override awaitTermination(): Promise<void> {
+    return track(this, super.awaitTermination());
+  }
+
+  override awaitTerminationOrTimeout(timeout: number): Promise<boolean> {
+    return track(this, super.awaitTerminationOrTimeout(timeout));
+  }
+}
