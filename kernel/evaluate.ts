@@ -1,6 +1,7 @@
-// The interpreter: TypeScript cells type-checked against earlier cells, then run in one persistent
-// vm context whose globals (console, display, input, require, timers, process) report to the cell
-// that is running, or that scheduled the callback now running (AsyncLocalStorage).
+// The interpreter: TypeScript cells type-checked against earlier cells, then run in the kernel's own
+// realm (one JavaScript world: engine arrays and errors pass instanceof checks), their declarations
+// persisting as globals. console, display, input, require, timers and process report to the cell that
+// is running, or that scheduled the callback now running (AsyncLocalStorage).
 import { Console } from "node:console";
 import { createRequire } from "node:module";
 import * as path from "node:path";
@@ -20,7 +21,7 @@ import { currentCell, runInCell, type CellContext } from "./cell-context.js";
 import { createDisplay, DISPLAY_DECLARATIONS, toMimeBundle } from "./display.js";
 import { isComplete, LanguageServer, syntaxErrors, type CellDiagnostic } from "./language.js";
 import { cellFilename, describeError, registerCell } from "./stack.js";
-import { compileCell, IMPORT_HELPER, rewriteEmitted, typescript, type CompiledCell } from "./transform.js";
+import { compileCell, IMPORT_HELPER, rewriteEmitted, SCOPE_KEY, typescript, type CompiledCell } from "./transform.js";
 
 /** A global the prelude adds, with the TypeScript type the checker gives it. */
 export interface PreludeGlobal {
@@ -90,25 +91,60 @@ let processHandlersInstalled = false;
 function installProcessHandlers(): void {
   if (processHandlersInstalled) return;
   processHandlersInstalled = true;
-  process.on("unhandledRejection", (reason) => reportAsyncError(reason, "Unhandled promise rejection", currentCell()));
-  process.on("uncaughtException", (err) => reportAsyncError(err, "Uncaught exception", currentCell()));
+  kernelProcess.on("unhandledRejection", (reason) => reportAsyncError(reason, "Unhandled promise rejection", currentCell()));
+  kernelProcess.on("uncaughtException", (err) => reportAsyncError(err, "Uncaught exception", currentCell()));
 }
 
 function reportAsyncError(err: unknown, what: string, cell: CellContext | undefined): void {
   const { traceback } = describeError(err);
   const text = `${what}: ${traceback.join("\n")}\n`;
   if (cell) cell.sink.stream("stderr", text);
-  else process.stderr.write(`[streambook] ${text}`);
+  else kernelWrite("stderr", `[streambook] ${text}`);
 }
 
-/** Names of Node's globals that a fresh vm context lacks (computed once). */
-let hostGlobalNames: string[] | undefined;
-function nodeGlobalNames(): string[] {
-  if (!hostGlobalNames) {
-    const fresh = new Set(vm.runInNewContext("Object.getOwnPropertyNames(globalThis)") as string[]);
-    hostGlobalNames = Object.getOwnPropertyNames(globalThis).filter((n) => !fresh.has(n));
+// Private references: a cell may replace the global `console` or `process` (one realm), the kernel
+// must keep writing to the real streams.
+const kernelProcess = process;
+const kernelWrite = (name: "stdout" | "stderr", text: string): void => {
+  kernelProcess[name].write(text);
+};
+const defineProperty = Object.defineProperty;
+const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+
+function textStream(write: (s: string) => void): Writable {
+  return new Writable({
+    decodeStrings: false,
+    write(chunk: unknown, _enc, cb) {
+      write(typeof chunk === "string" ? chunk : String(chunk));
+      cb();
+    },
+  });
+}
+
+/** Writes to the running cell's output, or to the kernel's own stream outside cells. */
+const route = (name: "stdout" | "stderr") => (text: string): void => {
+  const cell = currentCell();
+  if (cell) cell.sink.stream(name, text);
+  else kernelWrite(name, text);
+};
+
+/**
+ * The global console while any interpreter lives: libraries' and cells' logging lands under the cell
+ * that caused it, as in IJavascript. Outside cells it writes to the process's streams, as before.
+ */
+let routingConsole: Console | undefined;
+let consoleUsers = 0;
+let savedConsole: PropertyDescriptor | undefined;
+function claimConsole(): void {
+  routingConsole ??= new Console({ stdout: textStream(route("stdout")), stderr: textStream(route("stderr")), colorMode: false });
+  if (consoleUsers++ === 0) {
+    savedConsole = getOwnPropertyDescriptor(globalThis, "console");
+    defineProperty(globalThis, "console", { value: routingConsole, writable: true, configurable: true, enumerable: false });
   }
-  return hostGlobalNames;
+}
+function releaseConsole(): void {
+  if (--consoleUsers > 0) return;
+  if ((globalThis as { console: unknown }).console === routingConsole && savedConsole) defineProperty(globalThis, "console", savedConsole);
 }
 
 class KeyboardInterrupt extends Error {
@@ -119,8 +155,16 @@ class KeyboardInterrupt extends Error {
 }
 
 class CellInterpreter implements StreambookInterpreter {
-  readonly global: Record<string, unknown>;
-  private readonly context: vm.Context;
+  /** Cells run in the kernel's own realm (one JavaScript world): their globals are the process's. */
+  readonly global: Record<string, unknown> = globalThis as unknown as Record<string, unknown>;
+  /**
+   * Names each cell sees as its own (wrapper parameters shadowing the real globals): a `process`
+   * that refuses exit(), a notebook-folder `require`, timers that report to their cell. A cell that
+   * declares one of these names takes it over as an ordinary global from then on.
+   */
+  private readonly scope = new Map<string, unknown>();
+  /** Globals this interpreter defined or replaced, with what was there before (restored at shutdown). */
+  private readonly claimed = new Map<string, PropertyDescriptor | undefined>();
   private readonly cwd: string;
   private language: LanguageServer | undefined;
   private abort: ((err: Error) => void) | undefined;
@@ -129,60 +173,38 @@ class CellInterpreter implements StreambookInterpreter {
   private warming: Promise<void> | undefined;
   private executing = false;
   private interruptRequested = false;
+  private closed = false;
   private readonly sigint = (): void => this.interrupt();
 
   constructor(private readonly options: InterpreterOptions) {
     this.cwd = path.resolve(options.cwd);
-    this.context = vm.createContext({}, { name: "streambook" });
-    this.global = vm.runInContext("globalThis", this.context) as Record<string, unknown>;
+    claimConsole();
     this.installGlobals();
     installProcessHandlers();
-    if (options.handleSigint !== false) process.on("SIGINT", this.sigint);
+    if (options.handleSigint !== false) kernelProcess.on("SIGINT", this.sigint);
     if (options.warmup !== false) {
       setTimeout(() => void this.warm().catch((e: unknown) => reportAsyncError(e, "Type checker warm-up failed", undefined)), options.warmup ?? 50).unref();
     }
   }
 
+  /** Remembers what a global was before this interpreter first touched it. */
+  private claim(name: string): void {
+    if (!this.claimed.has(name)) this.claimed.set(name, getOwnPropertyDescriptor(globalThis, name));
+  }
+
+  private defineGlobal(name: string, descriptor: PropertyDescriptor): void {
+    this.claim(name);
+    defineProperty(globalThis, name, descriptor);
+  }
+
   private installGlobals(): void {
-    const g = this.global;
-    for (const name of nodeGlobalNames()) {
-      const d = Object.getOwnPropertyDescriptor(globalThis, name);
-      if (!d || name in g) continue;
-      if (d.get || d.set) {
-        // Node's lazy globals (process, fetch, crypto, ...) have setters that redefine the property on
-        // the kernel's own global: a cell assigning one must only change the cells' global.
-        const own = (value: unknown): void => {
-          Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: d.enumerable });
-        };
-        Object.defineProperty(g, name, { get: d.get, set: own, configurable: true, enumerable: d.enumerable });
-      } else Object.defineProperty(g, name, d);
-    }
-    const define = (name: string, value: unknown): void => {
-      Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
-    };
-    define("global", g);
-    const route = (name: "stdout" | "stderr") => (text: string): void => {
-      const cell = currentCell();
-      if (cell) cell.sink.stream(name, text);
-      else process[name].write(text);
-    };
-    const out = route("stdout");
-    const err = route("stderr");
-    const stream = (write: (s: string) => void): Writable =>
-      new Writable({
-        decodeStrings: false,
-        write(chunk: unknown, _enc, cb) {
-          write(typeof chunk === "string" ? chunk : String(chunk));
-          cb();
-        },
-      });
-    define("console", new Console({ stdout: stream(out), stderr: stream(err), colorMode: false }));
-    const stdout = stream(out);
-    const stderr = stream(err);
+    const scope = this.scope;
+    const stdout = textStream(route("stdout"));
+    const stderr = textStream(route("stderr"));
     const refuse = (): never => {
       throw new ProcessExitRefusedError();
     };
-    define("process", new Proxy(process, {
+    scope.set("process", new Proxy(kernelProcess, {
       get: (target, key) => {
         if (key === "exit" || key === "abort" || key === "reallyExit") return refuse;
         if (key === "stdout") return stdout;
@@ -206,10 +228,10 @@ class CellInterpreter implements StreambookInterpreter {
       },
       { resolve: cwdRequire.resolve, cache: cwdRequire.cache, main: undefined },
     );
-    g.require = cellRequire;
-    g.__dirname = this.cwd;
-    g.__filename = path.join(this.cwd, "__notebook__.js");
-    g[IMPORT_HELPER] = async (spec: string, importer: (s: string) => Promise<unknown>): Promise<unknown> => {
+    scope.set("require", cellRequire);
+    scope.set("__dirname", this.cwd);
+    scope.set("__filename", path.join(this.cwd, "__notebook__.js"));
+    scope.set(IMPORT_HELPER, async (spec: string, importer: (s: string) => Promise<unknown>): Promise<unknown> => {
       try {
         return await importer(spec);
       } catch (e) {
@@ -225,37 +247,40 @@ class CellInterpreter implements StreambookInterpreter {
         }
         throw e;
       }
-    };
+    });
     this.installTimers();
-    g.display = createDisplay();
+    const plain = (value: unknown, enumerable = false): PropertyDescriptor => ({ value, writable: true, configurable: true, enumerable });
+    this.defineGlobal("display", plain(createDisplay()));
     const input = (prompt: unknown = "", password = false): Promise<string> => {
       const cell = currentCell();
       if (!cell) return Promise.reject(new InputOutsideCellError());
       return cell.input(String(prompt), password);
     };
-    g.input = Object.assign((prompt?: unknown) => input(prompt, false), { password: (prompt?: unknown) => input(prompt, true) });
-    g.streambook = { typecheck: true };
+    this.defineGlobal("input", plain(Object.assign((prompt?: unknown) => input(prompt, false), { password: (prompt?: unknown) => input(prompt, true) })));
+    this.defineGlobal("streambook", plain({ typecheck: true }));
     const prelude = this.options.prelude;
     if (prelude?.module) {
       const mod = kernelRequire(prelude.module) as Record<string, unknown>;
-      for (const [name, value] of Object.entries(mod)) if (name !== "default" && name !== "__esModule") g[name] = value;
+      for (const [name, value] of Object.entries(mod)) {
+        if (name !== "default" && name !== "__esModule") this.defineGlobal(name, plain(value, true));
+      }
     }
     for (const [name, spec] of Object.entries(prelude?.globals ?? {})) {
       if (!spec.get) {
-        g[name] = spec.value;
+        this.defineGlobal(name, plain(spec.value, true));
         continue;
       }
       const get = spec.get;
-      Object.defineProperty(g, name, {
+      this.defineGlobal(name, {
         configurable: true,
         enumerable: true,
         get: () => {
           const value = get();
-          Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: true });
+          defineProperty(globalThis, name, plain(value, true));
           return value;
         },
         set: (value: unknown) => {
-          Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: true });
+          defineProperty(globalThis, name, plain(value, true));
         },
       });
     }
@@ -263,7 +288,6 @@ class CellInterpreter implements StreambookInterpreter {
 
   /** Timers that report their callback's exceptions to the scheduling cell, and stop at shutdown. */
   private installTimers(): void {
-    const g = this.global;
     const timers = this.timers;
     const guard = (fn: (...a: unknown[]) => unknown, args: unknown[], cell: CellContext | undefined, once: () => void) =>
       function (this: unknown): void {
@@ -297,7 +321,7 @@ class CellInterpreter implements StreambookInterpreter {
     const setImm = (fn: unknown, ...args: unknown[]) => sim(fn, undefined, ...args);
     Object.assign(setImm, { [util.promisify.custom]: (setImmediate as unknown as Record<symbol, unknown>)[util.promisify.custom] });
     const define = (name: string, value: unknown): void => {
-      Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
+      this.scope.set(name, value);
     };
     define("setTimeout", st);
     define("setInterval", si);
@@ -371,21 +395,34 @@ class CellInterpreter implements StreambookInterpreter {
       pending.discard();
       return interruptedOutcome();
     }
+    // Emit first, from the program that just checked the cell: committing changes a pool file, and an
+    // emit after that would build a second program and type checker for the same cell.
+    const emitted = typecheck ? pending.emit() : undefined;
     pending.commit();
 
-    let compiled: CompiledCell | undefined;
-    const emitted = typecheck ? pending.emit() : undefined;
-    if (emitted) {
-      try {
-        compiled = rewriteEmitted(emitted.js, emitted.sourceMapText, (s) => language.isFooterImport(s));
-      } catch {
-        compiled = undefined; // fall back to the transpiler
+    const compile = (names: readonly string[]): CompiledCell => {
+      if (emitted) {
+        try {
+          return rewriteEmitted(emitted.js, emitted.sourceMapText, (s) => language.isFooterImport(s), names);
+        } catch {
+          // fall back to the transpiler
+        }
       }
+      return compileCell(code, names);
+    };
+    let compiled = compile([...this.scope.keys()]);
+    const taken = compiled.globals.filter((n) => this.scope.has(n));
+    if (taken.length) {
+      // The cell declares `require`, `setTimeout`, ...: from now on that name is an ordinary global.
+      for (const n of taken) this.scope.delete(n);
+      compiled = compile([...this.scope.keys()]);
     }
-    compiled ??= compileCell(code);
     const id = registerCell({ label, ...compiled.map });
     const g = this.global;
-    for (const name of compiled.globals) if (!(name in g)) g[name] = undefined;
+    for (const name of compiled.globals) {
+      this.claim(name);
+      if (!(name in g)) g[name] = undefined;
+    }
     let value: unknown;
     try {
       const script = new vm.Script(compiled.js, {
@@ -393,7 +430,7 @@ class CellInterpreter implements StreambookInterpreter {
         importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
       });
       const interrupted = new Promise<never>((_, reject) => (this.abort = reject));
-      const run = runInCell(cell, () => script.runInContext(this.context, { breakOnSigint: true }) as Promise<unknown>);
+      const run = runInCell(cell, () => this.runScript(script, true));
       run.then(undefined, () => undefined); // an abandoned cell's later failure is not "unhandled"
       value = await Promise.race([run, interrupted]);
     } catch (err) {
@@ -412,12 +449,24 @@ class CellInterpreter implements StreambookInterpreter {
     }
   }
 
+  /** Runs a compiled cell in the main realm, its scope's values handed over through the global slot. */
+  private runScript(script: vm.Script, breakOnSigint: boolean): Promise<unknown> {
+    defineProperty(globalThis, SCOPE_KEY, { value: [...this.scope.values()], configurable: true, writable: true, enumerable: false });
+    try {
+      return script.runInThisContext({ breakOnSigint }) as Promise<unknown>;
+    } finally {
+      // The wrapper read its arguments before its first statement: the slot is not needed any more.
+      delete (globalThis as Record<symbol, unknown>)[SCOPE_KEY];
+    }
+  }
+
   async evaluateExpressions(expressions: Record<string, string>): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
     for (const [key, expr] of Object.entries(expressions)) {
       try {
-        const compiled = compileCell(`(${expr})`);
-        const run = (): Promise<unknown> => new vm.Script(compiled.js).runInContext(this.context) as Promise<unknown>;
+        const compiled = compileCell(`(${expr})`, [...this.scope.keys()]);
+        const script = new vm.Script(compiled.js, { importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
+        const run = (): Promise<unknown> => this.runScript(script, false);
         const value = await (this.lastCell ? runInCell(this.lastCell, run) : run());
         out[key] = { status: "ok", data: toMimeBundle(value), metadata: {} };
       } catch (err) {
@@ -450,8 +499,24 @@ class CellInterpreter implements StreambookInterpreter {
       clearImmediate(t as NodeJS.Immediate);
     }
     this.timers.clear();
-    process.off("SIGINT", this.sigint);
-    await this.options.prelude?.shutdown?.(restart);
+    kernelProcess.off("SIGINT", this.sigint);
+    try {
+      await this.options.prelude?.shutdown?.(restart);
+    } finally {
+      this.restoreGlobals();
+    }
+  }
+
+  /** A restarted (or second) interpreter starts from the globals the process had before this one. */
+  private restoreGlobals(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [name, before] of this.claimed) {
+      if (before) defineProperty(globalThis, name, before);
+      else delete (globalThis as Record<string, unknown>)[name];
+    }
+    this.claimed.clear();
+    releaseConsole();
   }
 }
 

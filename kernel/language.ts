@@ -2,8 +2,8 @@
 // completions and inspection that know earlier cells, and is_complete.
 //
 // Cells are virtual module files in the notebook's folder (so `./local.js` and its node_modules
-// resolve). A new cell is checked in one "slot" file; when it runs, its text moves to a file of a
-// pool, and it becomes the owner of the names it declares. Each file ends with a footer that imports,
+// resolve). A new cell is checked in the next free file of a pool; when it runs, it stays there and
+// that file becomes the owner of the names it declares. Each file ends with a footer that imports,
 // from every pool file in a fixed order, the earlier names the cell mentions (often none), and exports
 // its own. Because the list of imported files never changes, a new cell changes file contents but not
 // the program's structure: TypeScript reuses the whole program (no re-walk of lib and @types/node).
@@ -93,23 +93,24 @@ export class LanguageServer {
   private readonly cwd: string;
   private readonly globalsFile: string;
   private readonly scratchFile: string;
-  private readonly slotFile: string;
   private preludeLoaded = false;
+  private fileNames: string[] | undefined;
 
   constructor(private readonly opts: LanguageOptions) {
     const ts = this.ts;
     this.cwd = path.resolve(opts.cwd);
     this.globalsFile = path.join(this.cwd, "__streambook_globals.d.ts");
     this.scratchFile = path.join(this.cwd, "__streambook_scratch.ts");
-    this.slotFile = path.join(this.cwd, "__streambook_slot.ts");
     this.files.set(this.globalsFile, { text: opts.globalDeclarations, version: 1, deps: new Set() });
+    this.files.set(path.join(this.cwd, "__streambook_lib.d.ts"), { text: combinedLib(ts), version: 1, deps: new Set() });
     this.growPool();
     const typeRoots = findTypeRoots();
     this.options = {
       target: ts.ScriptTarget.ES2022,
       module: ts.ModuleKind.Preserve,
       moduleResolution: ts.ModuleResolutionKind.Bundler,
-      lib: ["lib.es2023.d.ts"],
+      // ES2023's 61 lib files as one (combinedLib): every program of every cell walks its files.
+      noLib: true,
       types: typeRoots.length ? ["node"] : [],
       typeRoots,
       strict: true,
@@ -144,7 +145,11 @@ export class LanguageServer {
       // Not in the public host type, but passed through: package.json scopes are then read once.
       getModuleResolutionCache: () => moduleCache,
       getCompilationSettings: () => this.options,
-      getScriptFileNames: () => [...this.files.keys()],
+      // The file set changes only when the pool grows: one array until then, not one per program.
+      getScriptFileNames: () => {
+        this.fileNames ??= [...this.files.keys()];
+        return this.fileNames;
+      },
       getScriptVersion: (f) => String(this.files.get(f)?.version ?? 0),
       getScriptSnapshot: (f) => {
         const v = this.files.get(f);
@@ -208,6 +213,7 @@ export class LanguageServer {
     if (!mod) return;
     const ts = this.ts;
     const probe = path.join(this.cwd, "__streambook_prelude_probe.ts");
+    this.fileNames = undefined;
     this.files.set(probe, { text: `import * as prelude from ${JSON.stringify(mod)};\nexport {};\n`, version: 1, deps: new Set() });
     try {
       const program = this.service.getProgram();
@@ -222,23 +228,25 @@ export class LanguageServer {
       }
     } finally {
       this.files.delete(probe);
+      this.fileNames = undefined;
     }
   }
 
-  /** Adds pool files; the slot, scratch and free files get the longer import list (a one-off re-walk). */
+  /** Adds pool files; the scratch and free files get the longer import list (a one-off re-walk). */
   private growPool(): void {
     for (let i = 0; i < POOL_CHUNK; i++) {
       const file = path.join(this.cwd, `__streambook_cell_${this.pool.length + 1}.ts`);
       this.pool.push(file);
       this.free.push(file);
     }
-    const empty = this.footer(new Map(), []).text;
-    for (const f of [...this.free, this.slotFile, this.scratchFile]) this.write(f, empty, new Set());
+    const empty = this.emptyFooter();
+    for (const f of [...this.free, this.scratchFile]) this.write(f, empty, new Set());
   }
 
   private write(file: string, text: string, deps: Set<string>): void {
     const prev = this.files.get(file);
     if (prev?.text === text) return;
+    if (!prev) this.fileNames = undefined;
     this.files.set(file, { text, version: (prev?.version ?? 0) + 1, deps });
   }
 
@@ -282,7 +290,7 @@ export class LanguageServer {
   }
 
   /**
-   * Checks a new cell in the slot file (lazily: not asking for diagnostics costs nothing). The caller
+   * Checks a new cell in the next free pool file (lazily: not asking for diagnostics costs nothing). The caller
    * then commits it (it ran: its names become visible) or discards it (a type error).
    */
   checkCell(code: string): PendingCell {
@@ -293,15 +301,22 @@ export class LanguageServer {
     const { text, deps, key } = this.footer(declared, identifiersOf(sf));
     const full = code + text;
     const cacheKey = full + "\0" + key;
+    // The cell is checked in the free pool file it will own if it runs: committing it then changes no
+    // file, so the next cell's program differs from this one's in one file only.
+    if (this.free.length === 0) this.growPool();
+    const file = this.free[0];
     let done = false;
     let checkedHere = false;
+    const release = (): void => {
+      if (this.free[0] === file) this.write(file, this.emptyFooter(), new Set());
+    };
     return {
       diagnostics: () => {
         let diagnostics = this.diagnosticsCache.get(cacheKey);
         if (!diagnostics) {
           checkedHere = true;
-          this.write(this.slotFile, full, deps);
-          diagnostics = this.diagnosticsOf(this.slotFile, code);
+          this.write(file, full, deps);
+          diagnostics = this.diagnosticsOf(file, code);
           if (this.diagnosticsCache.size >= 1000) this.diagnosticsCache.delete(this.diagnosticsCache.keys().next().value!);
           this.diagnosticsCache.set(cacheKey, diagnostics);
         }
@@ -310,29 +325,44 @@ export class LanguageServer {
       commit: () => {
         if (done) return;
         done = true;
-        if (declared.size === 0) return;
         // An identical re-run whose names all still belong to its file changes nothing.
         const same = this.byText.get(cacheKey);
-        if (same && [...declared.keys()].every((n) => this.owners.get(n)?.module === same)) return;
-        if (this.free.length === 0) this.growPool();
-        const file = this.free.shift()!;
+        if (declared.size === 0 || (same && [...declared.keys()].every((n) => this.owners.get(n)?.module === same))) {
+          release();
+          return;
+        }
+        if (this.free[0] !== file) throw new Error("streambook: the checker's pool changed between check and commit");
+        this.free.shift();
         this.write(file, full, deps);
         this.byText.set(cacheKey, file);
         for (const [name, kind] of declared) this.owners.set(name, { module: file, kind });
         this.collect();
       },
       discard: () => {
+        if (done) return;
         done = true;
+        release();
       },
       emit: () => {
         // Only right after checking it here: a re-run's cached transpile is cheaper than an emit.
-        if (!checkedHere || this.files.get(this.slotFile)?.text !== full) return undefined;
-        const out = this.service.getEmitOutput(this.slotFile).outputFiles;
+        if (!checkedHere || this.files.get(file)?.text !== full) return undefined;
+        const out = this.service.getEmitOutput(file).outputFiles;
         const js = out.find((f) => f.name.endsWith(".js"));
         const map = out.find((f) => f.name.endsWith(".js.map"));
         return js && map ? { js: js.text, sourceMapText: map.text } : undefined;
       },
     };
+  }
+
+  private emptyText: string | undefined;
+  private emptyPoolSize = -1;
+  /** A pool file's text when it holds no cell (depends on the pool's size only). */
+  private emptyFooter(): string {
+    if (this.emptyPoolSize !== this.pool.length) {
+      this.emptyText = this.footer(new Map(), []).text;
+      this.emptyPoolSize = this.pool.length;
+    }
+    return this.emptyText!;
   }
 
   private diagnosticsOf(file: string, code: string): CellDiagnostic[] {
@@ -381,7 +411,7 @@ export class LanguageServer {
       }
     }
     const freeSet = new Set(this.free);
-    const empty = this.footer(new Map(), []).text;
+    const empty = this.emptyFooter();
     for (const f of this.pool) {
       if (live.has(f) || freeSet.has(f)) continue;
       this.write(f, empty, new Set());
@@ -410,8 +440,10 @@ export class LanguageServer {
       includeCompletionsWithInsertText: true,
     });
     const lower = prefix.toLowerCase();
+    const fits = info?.isMemberCompletion ? this.thisParameterFilter(start) : () => true;
     const entries = (info?.entries ?? [])
       .filter((e) => e.name.toLowerCase().startsWith(lower) && !e.name.startsWith("__streambook"))
+      .filter(fits)
       .sort((a, b) => (a.sortText < b.sortText ? -1 : a.sortText > b.sortText ? 1 : a.name.localeCompare(b.name)));
     const startCp = utf16ToCodePoints(code, start);
     const endCp = utf16ToCodePoints(code, cursor);
@@ -422,6 +454,31 @@ export class LanguageServer {
       metadata: {
         _jupyter_types_experimental: entries.map((e) => ({ start: startCp, end: endCp, text: e.name, type: e.kind })),
       },
+    };
+  }
+
+  /**
+   * Member completions keep only the methods whose `this` parameter the receiver satisfies, so
+   * pair operations (`this: DStream<[K, V]>`) are offered on pair streams only. TypeScript's own
+   * completions list them everywhere. `start` is the UTF-16 offset of the word being completed.
+   */
+  private thisParameterFilter(start: number): (e: TS.CompletionEntry) => boolean {
+    const ts = this.ts;
+    const program = this.service.getProgram();
+    const sf = program?.getSourceFile(this.scratchFile);
+    if (!program || !sf) return () => true;
+    const checker = program.getTypeChecker();
+    let node: TS.Node | undefined = findToken(ts, sf, Math.max(0, start - 1));
+    while (node && !ts.isPropertyAccessExpression(node)) node = node.parent;
+    if (!node) return () => true;
+    const receiverExpr = node.expression;
+    const receiver = checker.getTypeAtLocation(receiverExpr);
+    return (e) => {
+      if (e.kind !== ts.ScriptElementKind.memberFunctionElement) return true;
+      const prop = checker.getPropertyOfType(receiver, e.name);
+      if (!prop) return true;
+      const sigs = checker.getSignaturesOfType(checker.getTypeOfSymbolAtLocation(prop, receiverExpr), ts.SignatureKind.Call);
+      return sigs.length === 0 || sigs.some((sig) => !sig.thisParameter || fitsPattern(ts, checker, receiver, checker.getTypeOfSymbol(sig.thisParameter), 0));
     };
   }
 
@@ -449,12 +506,82 @@ export class LanguageServer {
   }
 }
 
+/** The innermost token that contains `pos` (TypeScript's own getTokenAtPosition is internal). */
+function findToken(ts: typeof TS, sf: TS.SourceFile, pos: number): TS.Node | undefined {
+  let found: TS.Node | undefined;
+  const visit = (n: TS.Node): void => {
+    if (pos >= n.getStart(sf) && pos < n.getEnd()) {
+      found = n;
+      ts.forEachChild(n, visit);
+    }
+  };
+  ts.forEachChild(sf, visit);
+  return found;
+}
+
+function isReference(ts: typeof TS, t: TS.Type): t is TS.TypeReference {
+  return (t.flags & ts.TypeFlags.Object) !== 0 && ((t as TS.ObjectType).objectFlags & ts.ObjectFlags.Reference) !== 0;
+}
+
+function hasTypeParameter(ts: typeof TS, checker: TS.TypeChecker, t: TS.Type, depth: number): boolean {
+  if (depth > 4) return false;
+  if (t.flags & ts.TypeFlags.TypeParameter) return true;
+  if (t.isUnionOrIntersection()) return t.types.some((x) => hasTypeParameter(ts, checker, x, depth + 1));
+  return isReference(ts, t) && checker.getTypeArguments(t).some((x) => hasTypeParameter(ts, checker, x, depth + 1));
+}
+
+/**
+ * Does `actual` fit `pattern` (a method's `this` type), type parameters matching anything? Enough
+ * inference for the engine's shapes: `DStream<[K, V]>`, `RDD<[K, V]>`, `RDD<number>`.
+ */
+function fitsPattern(ts: typeof TS, checker: TS.TypeChecker, actual: TS.Type, pattern: TS.Type, depth: number): boolean {
+  if (depth > 4 || pattern.flags & ts.TypeFlags.TypeParameter) return true;
+  if (actual.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown)) return true;
+  if (isReference(ts, pattern) && checker.isTupleType(pattern)) {
+    if (!isReference(ts, actual) || !checker.isTupleType(actual)) return false;
+    const p = checker.getTypeArguments(pattern);
+    const a = checker.getTypeArguments(actual);
+    return p.length === a.length && p.every((t, i) => fitsPattern(ts, checker, a[i], t, depth + 1));
+  }
+  if (isReference(ts, pattern) && isReference(ts, actual) && pattern.target === actual.target) {
+    const p = checker.getTypeArguments(pattern);
+    const a = checker.getTypeArguments(actual);
+    return p.every((t, i) => a[i] === undefined || fitsPattern(ts, checker, a[i], t, depth + 1));
+  }
+  return hasTypeParameter(ts, checker, pattern, 0) || checker.isTypeAssignableTo(actual, pattern);
+}
+
 export interface PendingCell {
   diagnostics(): CellDiagnostic[];
   commit(): void;
   discard(): void;
   /** The cell's JavaScript from the program that checked it, when it is still there (else transpile). */
   emit(): { js: string; sourceMapText: string } | undefined;
+}
+
+const CELL_LIB = "es2023";
+let combinedLibText: string | undefined;
+
+/**
+ * The ES lib files cells see, joined into one declaration file (no-default-lib, so it counts as the
+ * default library). Building a program costs per file, and the lib is the largest set of small files.
+ */
+function combinedLib(ts: typeof TS): string {
+  if (combinedLibText !== undefined) return combinedLibText;
+  const dir = path.dirname(ts.getDefaultLibFilePath({}));
+  const seen = new Set<string>();
+  const parts: string[] = ['/// <reference no-default-lib="true"/>'];
+  const add = (name: string): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const text = ts.sys.readFile(path.join(dir, `lib.${name}.d.ts`));
+    if (text === undefined) throw new Error(`streambook: TypeScript's lib.${name}.d.ts is missing: reinstall typescript.`);
+    for (const m of text.matchAll(/^\/\/\/\s*<reference\s+lib="([^"]+)"\s*\/>/gm)) add(m[1].toLowerCase());
+    parts.push(text.replace(/^\/\/\/\s*<reference\s+(lib|no-default-lib)=.*$/gm, ""));
+  };
+  add(CELL_LIB);
+  combinedLibText = parts.join("\n");
+  return combinedLibText;
 }
 
 /** Where @types/node lives: the kernel's own node_modules (cells see Node's types wherever they run). */

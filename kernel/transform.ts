@@ -82,20 +82,30 @@ interface Edit {
 
 const TRANSPILE_OPTIONS: TS.CompilerOptions = {};
 
-/** Re-run cells skip the transpiler (the result depends on the text only). */
+/**
+ * Where the wrapper's parameters come from: an array the kernel puts on the global just before it runs
+ * the script (the cell's own `process`, `require`, timers, ... shadow the kernel's, in one realm).
+ */
+export const SCOPE_KEY = Symbol.for("streambook.cellScope");
+
+/** Re-run cells skip the transpiler (the result depends on the text and the scope's names only). */
 const compiledCache = new Map<string, CompiledCell>();
 
-/** Transpiles and rewrites one cell. Syntax errors are the checker's job; this only transforms. */
-export function compileCell(code: string): CompiledCell {
-  const cached = compiledCache.get(code);
+/**
+ * Transpiles and rewrites one cell. Syntax errors are the checker's job; this only transforms.
+ * `scope`: names the wrapper takes as parameters, filled from `globalThis[SCOPE_KEY]` in that order.
+ */
+export function compileCell(code: string, scope: readonly string[] = []): CompiledCell {
+  const key = scope.join(",") + "\0" + code;
+  const cached = compiledCache.get(key);
   if (cached) return cached;
-  const compiled = compileUncached(code);
+  const compiled = compileUncached(code, scope);
   if (compiledCache.size >= 500) compiledCache.delete(compiledCache.keys().next().value!);
-  compiledCache.set(code, compiled);
+  compiledCache.set(key, compiled);
   return compiled;
 }
 
-function compileUncached(code: string): CompiledCell {
+function compileUncached(code: string, scope: readonly string[]): CompiledCell {
   const ts = typescript();
   if (!("target" in TRANSPILE_OPTIONS)) {
     Object.assign(TRANSPILE_OPTIONS, {
@@ -111,21 +121,32 @@ function compileUncached(code: string): CompiledCell {
   const out = ts.transpileModule(code, { compilerOptions: TRANSPILE_OPTIONS, fileName: "cell.ts" });
   const js = out.outputText.replace(/\n\/\/# sourceMappingURL=.*\s*$/, "\n");
   const mappings = out.sourceMapText ? (JSON.parse(out.sourceMapText) as { mappings: string }).mappings : "";
-  return rewrite(ts, js, decodeMappings(mappings), () => false);
+  return rewrite(ts, js, decodeMappings(mappings), () => false, scope);
 }
 
 /**
  * Rewrites JavaScript the type checker emitted for a cell (its program is built already, so this saves
  * a transpile). `isFooter` names the module specifiers of the checker's footer imports, which go.
  */
-export function rewriteEmitted(js: string, sourceMapText: string, isFooter: (specifier: string) => boolean): CompiledCell {
+export function rewriteEmitted(
+  js: string,
+  sourceMapText: string,
+  isFooter: (specifier: string) => boolean,
+  scope: readonly string[] = [],
+): CompiledCell {
   const ts = typescript();
   const clean = js.replace(/\n\/\/# sourceMappingURL=.*\s*$/, "\n");
   const mappings = (JSON.parse(sourceMapText) as { mappings: string }).mappings;
-  return rewrite(ts, clean, decodeMappings(mappings), isFooter);
+  return rewrite(ts, clean, decodeMappings(mappings), isFooter, scope);
 }
 
-function rewrite(ts: typeof TS, js: string, lines: CellSourceMap["lines"], isFooter: (specifier: string) => boolean): CompiledCell {
+function rewrite(
+  ts: typeof TS,
+  js: string,
+  lines: CellSourceMap["lines"],
+  isFooter: (specifier: string) => boolean,
+  scope: readonly string[],
+): CompiledCell {
   const sf = ts.createSourceFile("cell.js", js, ts.ScriptTarget.ES2022, false, ts.ScriptKind.JS);
   const edits: Edit[] = [];
   const globals = new Set<string>();
@@ -217,7 +238,7 @@ function rewrite(ts: typeof TS, js: string, lines: CellSourceMap["lines"], isFoo
   });
 
   // The wrapper's opening shares line 1 with the cell, so every line keeps its number.
-  const prefix = `(async () => { ${hoisted.map((n) => `globalThis.${n} = ${n}; `).join("")}`;
+  const prefix = `(async (${scope.join(", ")}) => { ${hoisted.map((n) => `globalThis.${n} = ${n}; `).join("")}`;
   edits.sort((a, b) => a.pos - b.pos || a.end - b.end);
   // Column shifts per line, at final columns: stack frames are mapped back through them.
   const shifts: CellSourceMap["shifts"] = new Map([[0, [[0, prefix.length]]]]);
@@ -248,6 +269,6 @@ function rewrite(ts: typeof TS, js: string, lines: CellSourceMap["lines"], isFoo
     advance(e.end);
     last = e.end;
   }
-  result += js.slice(last) + "\n})()";
+  result += js.slice(last) + `\n})(${scope.length ? "...globalThis[Symbol.for(\"streambook.cellScope\")]" : ""})`;
   return { js: result, globals: [...globals], map: { lines, shifts } };
 }

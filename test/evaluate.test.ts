@@ -77,6 +77,19 @@ function makeProject(): string {
     for (const [f, t] of Object.entries(files)) fs.writeFileSync(path.join(d, f), t);
   };
   pkg("cjs-pkg", { main: "index.js" }, { "index.js": "exports.twice = (n) => n * 2;\n" });
+  // Engine-like: arrays and errors made by a module, and checks a module makes on a cell's values.
+  pkg("engine-like", { main: "index.js" }, {
+    "index.js": [
+      "class EngineStateError extends Error { constructor(m) { super(m); this.name = 'EngineStateError'; } }",
+      "exports.EngineStateError = EngineStateError;",
+      "exports.collect = () => [1, 2];",
+      "exports.fail = () => { throw new EngineStateError('stopped'); };",
+      "exports.later = () => Promise.resolve({ ok: true });",
+      "exports.kinds = (v) => [v instanceof Array, v instanceof Object, v instanceof Error, v instanceof Promise];",
+      "exports.callAndCatch = (fn) => { try { fn(); return 'no throw'; } catch (e) { return e instanceof Error ? 'Error ' + e.message : 'not an Error'; } };",
+      "",
+    ].join("\n"),
+  });
   pkg("esm-only", { type: "module", exports: { import: "./index.js" } }, {
     "index.js": "export const hello = (n) => 'hi ' + n;\nexport default 42;\n",
   });
@@ -407,6 +420,38 @@ describe("prelude", () => {
       await p.shutdown(false);
       fs.rmSync(dir, { recursive: true, force: true });
     }
+    // Its globals are gone with it (a restart starts clean), the other interpreter's display stays.
+    expect("Greeter" in globalThis || "answer" in globalThis).toBe(false);
+    expect(await value("typeof display")).toBe("'function'");
+  });
+});
+
+describe("one JavaScript world", () => {
+  test("arrays, objects and promises from main-realm code pass instanceof in cells", async () => {
+    expect(await value("const { collect, later } = require('engine-like') as { collect(): number[]; later(): Promise<object> };\n[collect() instanceof Array, Array.isArray(collect()), later() instanceof Promise]")).toBe("[ true, true, true ]");
+    // Node's own results: an array of util's and of fs's making, an object of JSON's.
+    expect(await value("[require('util').inspect([1, 2]).split(' ') instanceof Array, require('fs').readdirSync('.') instanceof Array, require('path').parse('/a/b') instanceof Object]")).toBe("[ true, true, true ]");
+  });
+
+  test("errors cross both ways: new Error() in a cell is an Error to modules, and an engine error class is caught by instanceof", async () => {
+    expect(await value("require('engine-like').kinds([1, 2])")).toBe("[ true, true, false, false ]");
+    expect(await value("require('engine-like').kinds(new Error('x'))")).toBe("[ false, true, true, false ]");
+    expect(await value("require('engine-like').kinds(Promise.resolve(1))")).toBe("[ false, true, false, true ]");
+    expect(await value("require('engine-like').callAndCatch(() => { throw new Error('from a cell') })")).toBe("'Error from a cell'");
+    expect(await value(`
+import { EngineStateError, fail } from "engine-like";
+let caught = "nothing";
+try { fail() } catch (e) { caught = e instanceof EngineStateError && e instanceof Error ? "engine error: " + e.message : "missed" }
+caught`)).toBe("'engine error: stopped'");
+  });
+
+  test("the kernel's process and console are not the cells': exit() stays real for the kernel", async () => {
+    const realExit = process.exit;
+    expect(await run("process.exit(0)")).toMatchObject({ status: "error", ename: "ProcessExitRefusedError" });
+    expect(process.exit).toBe(realExit);
+    const a = recorder();
+    expect(await run("console.log(typeof process.exit, globalThis.process === process)", a.sink)).toMatchObject({ status: "ok" });
+    expect(a.text("stdout")).toBe("function false\n");
   });
 });
 

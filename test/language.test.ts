@@ -112,3 +112,27 @@ describe("is_complete", () => {
     if (indent !== undefined) expect(r.indent).toBe(indent);
   });
 });
+
+describe("the types cells see", () => {
+  // The ES lib is one combined file (fewer files per program): it must still be all of ES2023, and
+  // Node's types must still be there, globals and modules alike.
+  test("ES2023's library and Node's types, and no more", async () => {
+    const run = (code: string) => it.execute(code, { sink, executionCount: ++n, input: async () => "", silent: false });
+    await ok(`
+const last: number | undefined = [1, 2, 3].findLast((x) => x < 3);
+const copy: Map<string, number[]> = structuredClone(new Map([["a", [1]]]));
+const ok1: boolean = Object.hasOwn({ a: 1 }, "a") && Number.isInteger(2 ** 3);
+const big: bigint = 10n ** 20n;
+const weak = new WeakRef({});
+const buf: Buffer = require("fs").readFileSync(__filename === "" ? "x" : ${JSON.stringify(__filename)});
+import { readFileSync } from "node:fs";
+const text: string = readFileSync(${JSON.stringify(__filename)}, "utf8");
+const res: Promise<Response> | undefined = typeof fetch === "function" ? undefined : undefined;`);
+    // A typo in a Node module's API and a lib type misuse are both caught (`require()` returns `any`,
+    // as in TypeScript itself: imports carry the module's types).
+    expect(await run('import { readFileSyncc } from "node:fs";')).toMatchObject({ status: "error", ename: "TypeScriptError" });
+    expect(await run("const wrong: string = [1].findLast((x) => x > 0);")).toMatchObject({ status: "error", ename: "TypeScriptError" });
+    // A DOM-only global is not there (Node is not a browser).
+    expect(await run("document.title")).toMatchObject({ status: "error", ename: "TypeScriptError" });
+  });
+});

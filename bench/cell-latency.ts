@@ -1,0 +1,106 @@
+// Cell latency of the interpreter, in-process: never-seen `1+N` cells and typed-function cells, for the
+// working tree's kernel and a git revision's (default HEAD), interleaved in one run so load hits both.
+// `npm run build && node dist/bench/cell-latency.js [--baseline=REV] [--cells=60] [--only=after] [--profile=FILE]`
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as inspector from "node:inspector";
+import * as os from "node:os";
+import * as path from "node:path";
+import ts from "typescript";
+import type { ExecuteContext, OutputSink } from "../kernel/interpreter.js";
+import type { StreambookInterpreter } from "../kernel/evaluate.js";
+
+const FILES = ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter"];
+const root = path.resolve(__dirname, "..", "..");
+
+/** The kernel files of `rev` (or of the working tree) as CommonJS in a temporary folder. */
+function materialise(rev: string | undefined, dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of FILES) {
+    const rel = `kernel/${f}.ts`;
+    const src = rev ? execFileSync("git", ["show", `${rev}:${rel}`], { cwd: root, encoding: "utf8" }) : fs.readFileSync(path.join(root, rel), "utf8");
+    const js = ts.transpileModule(src, {
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+    }).outputText;
+    fs.writeFileSync(path.join(dir, `${f}.js`), js);
+  }
+  return dir;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const baseline = args.find((a) => a.startsWith("--baseline="))?.slice(11) ?? "HEAD";
+  const cells = Number(args.find((a) => a.startsWith("--cells="))?.slice(8) ?? 60);
+  const only = args.find((a) => a.startsWith("--only="))?.slice(7);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "streambook-latency-"));
+  const notebook = path.join(tmp, "notebook");
+  fs.mkdirSync(notebook);
+  const sink: OutputSink = { stream: () => {}, displayData: () => {}, updateDisplayData: () => {}, clearOutput: () => {} };
+  let count = 0;
+  const ctx = (): ExecuteContext => ({ sink, executionCount: ++count, input: async () => "", silent: false });
+  const variants: Array<{ name: string; it: StreambookInterpreter; plus: number[]; typed: number[] }> = [];
+  try {
+    // NODE_PATH lets the copies find typescript and @types/node.
+    process.env.NODE_PATH = path.join(root, "node_modules");
+    (require("node:module") as { Module: { _initPaths(): void } }).Module._initPaths();
+    const dirs: Array<[string, string]> = [];
+    if (only !== "after") dirs.push([`before (${baseline})`, materialise(baseline, path.join(tmp, "before"))]);
+    if (only !== "before") dirs.push(["after (working tree)", materialise(undefined, path.join(tmp, "after"))]);
+    for (const [name, dir] of dirs) {
+      const mod = require(path.join(dir, "evaluate.js")) as typeof import("../kernel/evaluate.js");
+      const it = mod.createInterpreter({ cwd: notebook, warmup: false, handleSigint: false });
+      await it.warm();
+      // Warm the path itself (first emit, first rewrite) before measuring.
+      for (let i = 0; i < 5; i++) await it.execute(`${1000 + i} + 1`, ctx());
+      variants.push({ name, it, plus: [], typed: [] });
+    }
+    // --profile=FILE: a CPU profile of the measured loop only (open it in Chrome's DevTools).
+    const profileFile = args.find((a) => a.startsWith("--profile="))?.slice(10);
+    const session = profileFile ? new inspector.Session() : undefined;
+    const post = (method: string, params?: object): Promise<unknown> =>
+      new Promise((resolve, reject) => session!.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+    if (session) {
+      session.connect();
+      await post("Profiler.enable");
+      await post("Profiler.setSamplingInterval", { interval: 100 });
+      await post("Profiler.start");
+    }
+    for (let i = 0; i < cells; i++) {
+      for (const v of i % 2 ? [...variants].reverse() : variants) {
+        let t = process.hrtime.bigint();
+        let out = await v.it.execute(`1 + ${i}`, ctx());
+        v.plus.push(Number(process.hrtime.bigint() - t) / 1e6);
+        if (out.status !== "ok") throw new Error(`${v.name}: ${JSON.stringify(out)}`);
+        t = process.hrtime.bigint();
+        out = await v.it.execute(`function scale${i}(xs: number[], k: number): number[] {\n  return xs.map((x) => x * k + ${i});\n}`, ctx());
+        v.typed.push(Number(process.hrtime.bigint() - t) / 1e6);
+        if (out.status !== "ok") throw new Error(`${v.name}: ${JSON.stringify(out)}`);
+      }
+    }
+    if (session && profileFile) {
+      const { profile } = (await post("Profiler.stop")) as { profile: object };
+      fs.writeFileSync(profileFile, JSON.stringify(profile));
+      session.disconnect();
+    }
+    const first = variants[0];
+    for (const v of variants) {
+      const plus = median(v.plus);
+      const typed = median(v.typed);
+      const ratio = v === first ? "" : `   ratio to ${first.name}: 1+N ${(plus / median(first.plus)).toFixed(2)}, typed ${(typed / median(first.typed)).toFixed(2)}`;
+      console.log(`${v.name.padEnd(22)} new 1+N cell median ${plus.toFixed(2)} ms, new typed-function cell median ${typed.toFixed(2)} ms${ratio}`);
+    }
+  } finally {
+    for (const v of variants) await v.it.shutdown(false);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
