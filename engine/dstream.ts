@@ -352,6 +352,8 @@ export abstract class DStream<T> {
   }
 
   // ---- pairs ------------------------------------------------------------------------------
+  // Keys compare by value for tuples (arrays), plain objects and Dates, as Spark compares Python
+  // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key.
 
   mapValues<K, V, U>(this: DStream<[K, V]>, f: (v: V) => U): DStream<[K, U]> {
     return this.derive("mapValues", (rdd) => rdd.mapValues(f));

@@ -41,3 +41,4 @@ export {
   recoveryReportOf,
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
+export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";

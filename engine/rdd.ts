@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { EmptyRDDError, IllegalArgumentError, RDDBusyError } from "./errors.js";
+import { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
 
 /** Processes src[from..to) into out. One per narrow transformation; a chain of them is fused. */
@@ -16,17 +17,17 @@ type SinkOp = (next: Sink) => Sink;
 
 type Source<T> =
   | { parts: T[][] }
-  | { kv: Map<unknown, unknown> }
-  | { view: () => Map<unknown, unknown> }
+  | { kv: KeyedMap<unknown, unknown> }
+  | { view: () => KeyedMap<unknown, unknown> }
   | { parent: RDD<unknown>; op: ChunkOp; sink: SinkOp }
-  | { gen: () => Sliced<T[][] | Map<unknown, unknown> | KeyedView> };
+  | { gen: () => Sliced<T[][] | KeyedMap<unknown, unknown> | KeyedView> };
 
 /**
  * Pairs read through a function each time (state kept in place across batches: the function returns
  * the live Map while this version is current, and a snapshot once a later batch has changed it).
  */
 export interface KeyedView {
-  view: () => Map<unknown, unknown>;
+  view: () => KeyedMap<unknown, unknown>;
 }
 
 let nextRddId = 0;
@@ -71,8 +72,16 @@ export function recordsBundle(title: string, records: unknown[], more: boolean):
   return { "text/plain": plain, "text/html": html };
 }
 
+/** Spark's ordering: numbers and strings as usual, tuples element by element. */
 function compareKeys(a: unknown, b: unknown): number {
   if (typeof a === "number" && typeof b === "number") return a - b;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < a.length && i < b.length; i++) {
+      const c = compareKeys(a[i], b[i]);
+      if (c !== 0) return c;
+    }
+    return a.length - b.length;
+  }
   return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
 }
 
@@ -87,12 +96,12 @@ function split<T>(data: T[], n: number): T[][] {
 export class RDD<T> {
   readonly id = nextRddId++;
   private parts?: T[][];
-  private fixedKv?: Map<unknown, unknown>;
-  private view?: () => Map<unknown, unknown>;
+  private fixedKv?: KeyedMap<unknown, unknown>;
+  private view?: () => KeyedMap<unknown, unknown>;
   private parent?: RDD<unknown>;
   private op?: ChunkOp;
   private sink?: SinkOp;
-  private gen?: () => Sliced<T[][] | Map<unknown, unknown> | KeyedView>;
+  private gen?: () => Sliced<T[][] | KeyedMap<unknown, unknown> | KeyedView>;
   /** A sliced computation of this RDD is under way (guards against running it twice at once). */
   private computing = false;
   /** Set by cache()/persist(): computed and kept as a whole, never fused into a child's pass. */
@@ -112,8 +121,8 @@ export class RDD<T> {
     } else this.gen = source.gen;
   }
 
-  /** Pairs kept in a Map (unique keys), when this RDD keeps them that way. */
-  private get kv(): Map<unknown, unknown> | undefined {
+  /** Pairs kept in a KeyedMap (unique keys), when this RDD keeps them that way. */
+  private get kv(): KeyedMap<unknown, unknown> | undefined {
     return this.fixedKv ?? this.view?.();
   }
 
@@ -151,7 +160,7 @@ export class RDD<T> {
       this.parts = (yield* applyOps(src, ops)) as T[][];
     } else if (this.gen) {
       const result = yield* this.gen();
-      if (result instanceof Map) this.fixedKv = result;
+      if (result instanceof KeyedMap) this.fixedKv = result;
       else if (Array.isArray(result)) this.parts = result;
       else this.view = result.view;
     }
@@ -167,7 +176,7 @@ export class RDD<T> {
     yield* this.computeGen();
     if (this.parts) return this.parts;
     // Read once: a view's Map must not change between two slices of this pass.
-    const kv = this.fixedKv ?? (this.view ? new Map(this.view()) : new Map());
+    const kv = this.fixedKv ?? (this.view ? this.view().copy() : new KeyedMap());
     const out: unknown[] = new Array(kv.size);
     let i = 0;
     for (const e of kv) {
@@ -216,8 +225,8 @@ export class RDD<T> {
     }
   }
 
-  /** Internal: the computed pairs as a Map when this RDD keeps them that way (unique keys). */
-  *keyedGen(): Sliced<Map<unknown, unknown> | undefined> {
+  /** Internal: the computed pairs as a KeyedMap when this RDD keeps them that way (unique keys). */
+  *keyedGen(): Sliced<KeyedMap<unknown, unknown> | undefined> {
     yield* this.computeGen();
     return this.kv;
   }
@@ -238,7 +247,7 @@ export class RDD<T> {
     return new RDD<U>(this.sc, { parent: this as RDD<unknown>, op, sink });
   }
 
-  private derive<U>(gen: () => Sliced<U[][] | Map<unknown, unknown>>): RDD<U> {
+  private derive<U>(gen: () => Sliced<U[][] | KeyedMap<unknown, unknown>>): RDD<U> {
     return new RDD<U>(this.sc, { gen });
   }
 
@@ -326,7 +335,7 @@ export class RDD<T> {
   distinct(numPartitions?: number): RDD<T> {
     const self = this;
     return this.derive(function* () {
-      const seen = new Set<T>();
+      const seen = new KeyedSet<T>();
       for (const p of yield* self.partsGen()) {
         for (let i = 0; i < p.length; i++) {
           seen.add(p[i]);
@@ -455,10 +464,11 @@ export class RDD<T> {
     return acc;
   }
 
+  /** Counts of each distinct value; tuple, object and Date values count by value (see keys.ts), each the first-seen one. */
   countByValue(): Map<T, number> {
-    const m = new Map<T, number>();
-    for (const p of this.partitions()) for (let i = 0; i < p.length; i++) m.set(p[i] as T, (m.get(p[i] as T) ?? 0) + 1);
-    return m;
+    const m = new KeyedMap<T, number>();
+    for (const p of this.partitions()) for (let i = 0; i < p.length; i++) m.merge(p[i] as T, 1, add);
+    return m.toMap();
   }
 
   foreach(f: (x: T) => void): void {
@@ -482,6 +492,8 @@ export class RDD<T> {
   }
 
   // ---- pairs ------------------------------------------------------------------------------
+  // Keys compare by value for tuples (arrays), plain objects and Dates, as Spark compares Python
+  // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key.
 
   mapValues<K, V, U>(this: RDD<[K, V]>, f: (v: V) => U): RDD<[K, U]> {
     return this.narrow(
@@ -525,14 +537,9 @@ export class RDD<T> {
   reduceByKey<K, V>(this: RDD<[K, V]>, f: (a: V, b: V) => V, numPartitions?: number): RDD<[K, V]> {
     const self = this;
     return this.derive<[K, V]>(function* () {
-      const m = new Map<K, V>();
-      yield* self.forEachRecord((kv) => {
-        const k = kv[0];
-        const prev = m.get(k);
-        if (prev !== undefined) m.set(k, f(prev, kv[1]));
-        else m.set(k, m.has(k) ? f(prev as V, kv[1]) : kv[1]);
-      });
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as Map<unknown, unknown>);
+      const m = new KeyedMap<K, V>();
+      yield* self.forEachRecord((kv) => m.merge(kv[0], kv[1], f));
+      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -545,12 +552,9 @@ export class RDD<T> {
   ): RDD<[K, C]> {
     const self = this;
     return this.derive<[K, C]>(function* () {
-      const m = new Map<K, C>();
-      yield* self.forEachRecord((kv) => {
-        const c = m.get(kv[0]);
-        m.set(kv[0], c === undefined && !m.has(kv[0]) ? createCombiner(kv[1]) : mergeValue(c as C, kv[1]));
-      });
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as Map<unknown, unknown>);
+      const m = new KeyedMap<K, C>();
+      yield* self.forEachRecord((kv) => m.combine(kv[0], kv[1], createCombiner, mergeValue));
+      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -563,22 +567,28 @@ export class RDD<T> {
     );
   }
 
+  /** A plain Map; tuple, object and Date keys are counted by value (see keys.ts), each the first-seen one. */
   countByKey<K, V>(this: RDD<[K, V]>): Map<K, number> {
-    const m = new Map<K, number>();
-    this.foreach((kv) => m.set(kv[0], (m.get(kv[0]) ?? 0) + 1));
-    return m;
+    const m = new KeyedMap<K, number>();
+    this.foreach((kv) => m.merge(kv[0], 1, add));
+    return m.toMap();
   }
 
+  /**
+   * The pairs as a plain Map (a later pair wins). Tuple, object and Date keys are deduplicated by
+   * value, each kept as the first-seen object: look them up by iterating, or with that object.
+   */
   collectAsMap<K, V>(this: RDD<[K, V]>): Map<K, V> {
     runSync(this.computeGen());
     const kv = this.kv;
-    if (kv) return new Map(kv as Map<K, V>);
-    return new Map(this.collect());
+    if (kv) return (kv as KeyedMap<K, V>).toMap();
+    return new KeyedMap<K, V>(this.collect()).toMap();
   }
 
+  /** The values of `key` (compared by value for tuples, objects and Dates). */
   lookup<K, V>(this: RDD<[K, V]>, key: K): V[] {
     return this.collect()
-      .filter((kv) => kv[0] === key)
+      .filter((kv) => keysEqual(kv[0], key))
       .map((kv) => kv[1]);
   }
 
@@ -586,7 +596,7 @@ export class RDD<T> {
   cogroup<K, V, W>(this: RDD<[K, V]>, other: RDD<[K, W]>, numPartitions?: number): RDD<[K, [V[], W[]]]> {
     const self = this;
     return this.derive<[K, [V[], W[]]]>(function* () {
-      const m = new Map<K, [V[], W[]]>();
+      const m = new KeyedMap<K, [V[], W[]]>();
       let n = 0;
       for (const [side, rdd] of [
         [0, self],
@@ -602,7 +612,7 @@ export class RDD<T> {
           }
         }
       }
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as Map<unknown, unknown>);
+      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -629,7 +639,7 @@ export class RDD<T> {
   subtractByKey<K, V, W>(this: RDD<[K, V]>, other: RDD<[K, W]>): RDD<[K, V]> {
     const self = this;
     return this.derive<[K, V]>(function* () {
-      const drop = new Set<K>();
+      const drop = new KeyedSet<K>();
       for (const p of yield* other.partsGen()) for (const kv of p) drop.add(kv[0]);
       return (yield* self.partsGen()).map((p) => p.filter((kv) => !drop.has(kv[0])));
     });
@@ -652,6 +662,10 @@ export class RDD<T> {
     return recordsBundle(`RDD[${this.id}]: ${this.count()} records`, head.slice(0, 20), head.length > 20);
   }
 }
+
+const add = (a: number, b: number) => a + b;
+const newGroup = <W>(w: W): W[] => [w];
+const pushGroup = <W>(g: W[], w: W): W[] => (g.push(w), g);
 
 function flatten<T>(parts: T[][]): T[] {
   if (parts.length === 1) return (parts[0] as T[]).slice();
@@ -710,17 +724,11 @@ function joinWith<K, V, W>(
 ): RDD<[K, [V | undefined, W | undefined]]> {
   return new RDD<[K, [V | undefined, W | undefined]]>(left.sc, {
     *gen() {
-      const byKey = new Map<K, W[]>();
-      for (const p of yield* right.partsGen()) {
-        for (const kv of p) {
-          const g = byKey.get(kv[0]);
-          if (g) g.push(kv[1]);
-          else byKey.set(kv[0], [kv[1]]);
-        }
-      }
+      const byKey = new KeyedMap<K, W[]>();
+      for (const p of yield* right.partsGen()) for (const kv of p) byKey.combine(kv[0], kv[1], newGroup, pushGroup);
       yield;
       const out: [K, [V | undefined, W | undefined]][] = [];
-      const matched = keepRight ? new Set<K>() : undefined;
+      const matched = keepRight ? new KeyedSet<K>() : undefined;
       let n = 0;
       for (const p of yield* left.partsGen()) {
         for (const kv of p) {
@@ -773,14 +781,18 @@ export class SparkContext {
     return new RDD<T>(this, { gen });
   }
 
-  /** Internal: a pair RDD computed (in slices) into a Map with unique keys when first needed. */
-  deferredMap<K, V>(gen: () => Sliced<Map<K, V> | KeyedView>): RDD<[K, V]> {
-    return new RDD<[K, V]>(this, { gen: gen as () => Sliced<Map<unknown, unknown> | KeyedView> });
+  /** Internal: a pair RDD computed (in slices) into a KeyedMap with unique keys when first needed. */
+  deferredMap<K, V>(gen: () => Sliced<KeyedMap<K, V> | KeyedView>): RDD<[K, V]> {
+    return new RDD<[K, V]>(this, { gen: gen as () => Sliced<KeyedMap<unknown, unknown> | KeyedView> });
   }
 
-  /** Internal: an RDD over pairs already held in a Map with unique keys (the Map must not change afterwards). */
-  fromMap<K, V>(m: Map<K, V>): RDD<[K, V]> {
-    return new RDD<[K, V]>(this, { kv: m as Map<unknown, unknown> });
+  /**
+   * Internal: an RDD over pairs already held with unique keys (a KeyedMap is used as is and must not
+   * change afterwards; a plain Map is copied, merging keys equal by value).
+   */
+  fromMap<K, V>(m: KeyedMap<K, V> | Map<K, V>): RDD<[K, V]> {
+    const kv = m instanceof KeyedMap ? m : new KeyedMap<K, V>(m);
+    return new RDD<[K, V]>(this, { kv: kv as KeyedMap<unknown, unknown> });
   }
 
   /** Lines of a file, or of every visible file in a directory (sorted by name); \n and \r\n both end a line. */

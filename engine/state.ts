@@ -3,11 +3,15 @@
 
 import { DStream, operators, StatefulDStream, type NameOption, type UpdateStateOptions } from "./dstream.js";
 import { StateError } from "./errors.js";
+import { KeyedMap } from "./keys.js";
 import type { KeyedView, RDD } from "./rdd.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
 import { forEachPair } from "./window.js";
 
-/** The JSON form of a keyed state in checkpoints. */
+/**
+ * The JSON form of a keyed state in checkpoints. Keys go through JSON: tuples and plain objects come
+ * back equal by value (so they match later batches' keys); Date keys come back as ISO strings.
+ */
 export interface StateCheckpoint<K, S> {
   entries: [K, S][];
 }
@@ -20,9 +24,9 @@ const ABSENT: unique symbol = Symbol("absent");
  * version's RDD still reads exactly as it was. Versions nobody holds are garbage with their logs.
  */
 class StateVersion<K, S> {
-  undo?: Map<K, S | typeof ABSENT>;
+  undo?: KeyedMap<K, S | typeof ABSENT>;
   next?: StateVersion<K, S>;
-  snapshot?: Map<K, S>;
+  snapshot?: KeyedMap<K, S>;
 
   constructor(private readonly store: StateStore<K, S>) {}
 
@@ -36,10 +40,10 @@ class StateVersion<K, S> {
   }
 
   /** The pairs of this version: the live Map while nothing changed it since, else a snapshot (kept). */
-  map(): Map<K, S> {
+  map(): KeyedMap<K, S> {
     if (this.snapshot) return this.snapshot;
     if (!this.undo) return this.store.map;
-    const snap = new Map<K, S>();
+    const snap = new KeyedMap<K, S>();
     for (const k of this.store.map.keys()) {
       const x = this.lookup(k);
       if (x !== ABSENT) snap.set(k, x);
@@ -60,16 +64,16 @@ class StateVersion<K, S> {
 }
 
 class StateStore<K, S> {
-  map = new Map<K, S>();
+  map = new KeyedMap<K, S>();
   current = new StateVersion<K, S>(this);
   private updating?: StateVersion<K, S>;
   /** Previous values of the keys the running update changed (kept here too: a snapshot may drop the version's reference). */
-  private log?: Map<K, S | typeof ABSENT>;
+  private log?: KeyedMap<K, S | typeof ABSENT>;
 
   /** Starts changing the live Map; the current version starts reading through the log of what it had. */
   begin(): void {
     const prev = this.current;
-    this.log = new Map();
+    this.log = new KeyedMap();
     prev.undo = this.log;
     this.updating = prev;
   }
@@ -113,7 +117,7 @@ class StateStore<K, S> {
 
   /** Replaces everything (initial state, recovery). */
   reset(entries: Iterable<[K, S]>): StateVersion<K, S> {
-    this.map = new Map(entries);
+    this.map = new KeyedMap(entries);
     this.current = new StateVersion<K, S>(this);
     this.updating = undefined;
     this.log = undefined;
@@ -144,7 +148,7 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
 
   private viewRDD(v: StateVersion<K, S>): RDD<[K, S]> {
     return this.ssc.sc.deferredMap<K, S>(function* () {
-      return { view: () => v.map() as Map<unknown, unknown> };
+      return { view: () => v.map() as KeyedMap<unknown, unknown> };
     });
   }
 
@@ -174,18 +178,12 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
       if (self.initial) {
         const init = self.initial;
         self.initial = undefined;
-        const m = new Map<K, S>();
-        yield* forEachPair(init, (k, s) => m.set(k, s));
+        const m: [K, S][] = [];
+        yield* forEachPair(init, (k, s) => void m.push([k, s]));
         store.reset(m);
       }
-      const groups = new Map<K, V[]>();
-      if (data) {
-        yield* forEachPair(data, (k, v) => {
-          const g = groups.get(k);
-          if (g) g.push(v);
-          else groups.set(k, [v]);
-        });
-      }
+      const groups = new KeyedMap<K, V[]>();
+      if (data) yield* forEachPair(data, (k, v) => groups.combine(k, v, newGroup, pushGroup));
       store.begin();
       try {
         let n = 0;
@@ -207,7 +205,7 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
         throw e;
       }
       const v = store.commit();
-      return { view: () => v.map() as Map<unknown, unknown> };
+      return { view: () => v.map() as KeyedMap<unknown, unknown> };
     }
     this.lastState = rdd;
     return rdd;
@@ -225,7 +223,7 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
 
   checkpointState(): StateCheckpoint<K, S> {
     const rdd = this.state();
-    const m = runSync(rdd.keyedGen()) as Map<K, S> | undefined;
+    const m = runSync(rdd.keyedGen()) as KeyedMap<K, S> | undefined;
     return { entries: m ? [...m] : rdd.collect() };
   }
 
@@ -337,6 +335,9 @@ export class StateSpec<K, V, S, M> {
   }
 }
 
+const newGroup = <V>(v: V): V[] => [v];
+const pushGroup = <V>(g: V[], v: V): V[] => (g.push(v), g);
+
 interface Entry<S> {
   s: S;
   /** Batch time of the last update or data for this key (for timeouts). */
@@ -348,14 +349,14 @@ interface Entry<S> {
  * Option-returning form). The state Map is updated in place, batch after batch, in order.
  */
 export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> {
-  private stateMap = new Map<K, Entry<S>>();
+  private stateMap = new KeyedMap<K, Entry<S>>();
   private initial?: RDD<[K, S]>;
   private lastRDD?: RDD<M>;
   private readonly failed = new WeakSet<RDD<M>>();
   /** The undo log of the batch being processed, if one is. */
-  private inProgress?: Map<K, Entry<S> | typeof ABSENT>;
+  private inProgress?: KeyedMap<K, Entry<S> | typeof ABSENT>;
   private snapshotsWanted = false;
-  private readonly snapshots = new Map<number, Map<K, S>>();
+  private readonly snapshots = new Map<number, KeyedMap<K, S>>();
 
   constructor(
     readonly parent: DStream<[K, V]>,
@@ -395,7 +396,7 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
       }
       // Previous entries of the keys this batch touches, to undo the batch if the function throws
       // (and so that state() read while the batch runs sees the state before it).
-      const undo = new Map<K, Entry<S> | typeof ABSENT>();
+      const undo = new KeyedMap<K, Entry<S> | typeof ABSENT>();
       self.inProgress = undo;
       const touch = (k: K, e: Entry<S> | undefined) => {
         if (!undo.has(k)) undo.set(k, e ? { s: e.s, t: e.t } : ABSENT);
@@ -448,7 +449,7 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
         self.inProgress = undefined;
       }
       if (self.snapshotsWanted) {
-        const snap = new Map<K, S>();
+        const snap = new KeyedMap<K, S>();
         for (const [k, e] of map) snap.set(k, e.s);
         self.snapshots.set(time, snap);
       }
@@ -465,15 +466,15 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
   }
 
   /** Internal: the snapshot taken after batch `time`. */
-  takeSnapshot(time: number): Map<K, S> {
-    const s = this.snapshots.get(time) ?? new Map<K, S>();
+  takeSnapshot(time: number): KeyedMap<K, S> {
+    const s = this.snapshots.get(time) ?? new KeyedMap<K, S>();
     this.snapshots.delete(time);
     return s;
   }
 
   /** A copy of the state after the latest processed batch (while a batch runs: the state before it). */
   state(): RDD<[K, S]> {
-    const snap = new Map<K, S>();
+    const snap = new KeyedMap<K, S>();
     if (this.initial && this.stateMap.size === 0) for (const [k, s] of this.initial.collect()) snap.set(k, s);
     const undo = this.inProgress;
     for (const [k, e] of this.stateMap) {
@@ -491,7 +492,8 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
 
   restoreState(data: unknown): void {
     const d = data as { entries: [K, S, number][] };
-    this.stateMap = new Map(d.entries.map(([k, s, t]) => [k, { s, t }]));
+    // Keys come back from JSON as new arrays/objects: KeyedMap matches them to later batches' keys by value.
+    this.stateMap = new KeyedMap(d.entries.map(([k, s, t]) => [k, { s, t }] as [K, Entry<S>]));
     this.initial = undefined;
     this.lastRDD = undefined;
   }

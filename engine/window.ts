@@ -4,7 +4,8 @@
 
 import { DStream, operators, StatefulDStream, type ReduceWindowOptions } from "./dstream.js";
 import { IllegalArgumentError } from "./errors.js";
-import type { RDD } from "./rdd.js";
+import { KeyedMap } from "./keys.js";
+import { formatRecord, type RDD } from "./rdd.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
 
 export class WindowedDStream<T> extends DStream<T> {
@@ -40,7 +41,7 @@ export class MissingWindowKeyError extends IllegalArgumentError {}
  * The parent is the per-batch reduceByKey stream.
  */
 export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]> {
-  private restored?: { time: number; window: Map<K, V> };
+  private restored?: { time: number; window: KeyedMap<K, V> };
 
   constructor(
     readonly parent: DStream<[K, V]>,
@@ -66,33 +67,30 @@ export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]
     const oldRDDs = this.parent.sliceCompute(currentBegin - this.slide, currentBegin - pSlide);
     const newRDDs = this.parent.sliceCompute(prevTime + pSlide, time);
     let prevRDD = this.getOrCompute(prevTime);
-    let prevMap: Map<K, V> | undefined;
+    let prevMap: KeyedMap<K, V> | undefined;
     if (!prevRDD && this.restored && this.restored.time === prevTime) prevMap = this.restored.window;
     this.restored = undefined;
     const { f, inv, options } = this;
     const filter = options.filterFunc;
     return this.ssc.sc.deferredMap<K, V>(function* () {
-      let m: Map<K, V>;
+      let m: KeyedMap<K, V>;
       if (prevRDD) {
-        const km = (yield* prevRDD.keyedGen()) as Map<K, V> | undefined;
-        m = km ? new Map(km) : new Map((yield* prevRDD.partsGen()).flat());
+        const km = (yield* prevRDD.keyedGen()) as KeyedMap<K, V> | undefined;
+        m = km ? km.copy() : new KeyedMap((yield* prevRDD.partsGen()).flat());
         prevRDD = undefined;
-      } else m = new Map(prevMap);
+      } else m = prevMap ? prevMap.copy() : new KeyedMap();
       for (const old of oldRDDs) {
         yield* forEachPair(old, (k, v) => {
           if (!m.has(k)) {
             throw new MissingWindowKeyError(
-              `reduceByKeyAndWindow: key ${String(k)} leaves the window at ${time} ms but is not in it; a filterFunc must not drop keys whose values are still in the window`,
+              `reduceByKeyAndWindow: key ${formatRecord(k)} leaves the window at ${time} ms but is not in it; a filterFunc must not drop keys whose values are still in the window`,
             );
           }
           m.set(k, inv(m.get(k) as V, v));
         });
       }
       for (const fresh of newRDDs) {
-        yield* forEachPair(fresh, (k, v) => {
-          const prev = m.get(k);
-          m.set(k, prev === undefined && !m.has(k) ? v : f(prev as V, v));
-        });
+        yield* forEachPair(fresh, (k, v) => m.merge(k, v, f));
       }
       if (filter) {
         let n = 0;
@@ -119,14 +117,15 @@ export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]
     for (const t of this.parent.generatedTimes()) {
       if (t > time - this.windowDuration && t <= time) slices.push([t, (this.parent.slice(t, t)[0] as RDD<[K, V]>).collect()]);
     }
-    return { time, window: rdd ? [...(runSync(rdd.keyedGen()) ?? new Map(rdd.collect()))] : [], slices };
+    return { time, window: rdd ? [...((runSync(rdd.keyedGen()) as KeyedMap<K, V> | undefined) ?? rdd.collect())] : [], slices };
   }
 
   restoreState(data: unknown): void {
     const d = data as { time: number | null; window: [K, V][]; slices: [number, [K, V][]][] };
     if (d.time === null) return;
-    this.restored = { time: d.time, window: new Map(d.window) };
-    this.restoreRDD(d.time, this.ssc.sc.fromMap(new Map(d.window)));
+    // Keys come back from JSON as new arrays/objects: KeyedMap matches them to later batches' keys by value.
+    this.restored = { time: d.time, window: new KeyedMap(d.window) };
+    this.restoreRDD(d.time, this.ssc.sc.fromMap(new KeyedMap(d.window)));
     for (const [t, pairs] of d.slices) this.parent.restoreRDD(t, this.ssc.sc.parallelize(pairs, 1));
   }
 }
