@@ -14,15 +14,13 @@ export class BenchSetupError extends Error {
   override name = "BenchSetupError";
 }
 
-/** The kernel with the notebook binding, whichever entry carries it in this build. */
+/** The streambook kernel as built in dist/. */
 export function notebookKernelSpec(): KernelSpec {
   const main = path.join(ROOT, "dist", "kernel", "main.js");
-  const notebookMain = path.join(ROOT, "dist", "kernel", "notebook-main.js");
   if (!fs.existsSync(main)) throw new BenchSetupError(`${main} is missing: run "npm run build" first`);
-  const entry = fs.readFileSync(main, "utf8").includes("notebook.js") ? main : notebookMain;
   return {
     name: "streambook",
-    argv: [process.execPath, entry, "-f", "{connection_file}"],
+    argv: [process.execPath, main, "-f", "{connection_file}"],
     display_name: "streambook (bench)",
     language: "typescript",
     interrupt_mode: "signal",

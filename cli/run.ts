@@ -631,9 +631,7 @@ export function resolveKernel(args: RunArgs, nb: Notebook): KernelSpec {
   if (found !== undefined) return found;
   if (name === "streambook") {
     const root = packageRoot();
-    // The entry with the notebook binding (engine globals, live stream displays) when it is a separate file.
-    const main = [join(root, "dist", "kernel", "notebook-main.js"), join(root, "dist", "kernel", "main.js")].find((f) => existsSync(f)) ??
-      join(root, "dist", "kernel", "main.js");
+    const main = join(root, "dist", "kernel", "main.js");
     if (!existsSync(main)) {
       throw new RunnerUsageError(`the streambook kernel is neither installed nor built (${main} is missing); run npm install (or npm run build) first`);
     }

@@ -89,7 +89,7 @@ beforeAll(async () => {
   // A Jupyter data dir whose streambook kernelspec is this checkout's kernel with the notebook binding.
   const data = path.join(work, "jupyter");
   fs.mkdirSync(path.join(data, "kernels", "streambook"), { recursive: true });
-  const kernelspec = { argv: [process.execPath, path.join(ROOT, "dist", "kernel", "notebook-main.js"), "-f", "{connection_file}"], display_name: "TypeScript (streambook)", language: "typescript", interrupt_mode: "signal" };
+  const kernelspec = { argv: [process.execPath, path.join(ROOT, "dist", "kernel", "main.js"), "-f", "{connection_file}"], display_name: "TypeScript (streambook)", language: "typescript", interrupt_mode: "signal" };
   fs.writeFileSync(path.join(data, "kernels", "streambook", "kernel.json"), JSON.stringify(kernelspec));
   const jupyterEnv = { ...process.env, JUPYTER_DATA_DIR: data, JUPYTER_RUNTIME_DIR: path.join(data, "runtime"), JUPYTER_CONFIG_DIR: path.join(data, "config"), PYTHONNOUSERSITE: "1", PYDEVD_DISABLE_FILE_VALIDATION: "1" };
   const nbclientOut = path.join(work, "07-recovery.nbclient.ipynb");

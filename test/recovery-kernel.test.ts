@@ -29,7 +29,7 @@ function buildKernel(into: string): KernelSpec {
     cwd: ROOT,
     stdio: "ignore",
   });
-  const main = path.join(pkg, "dist", "kernel", "notebook-main.js");
+  const main = path.join(pkg, "dist", "kernel", "main.js");
   for (const f of [main, path.join(pkg, "dist", "kernel", "notebook-prelude.d.ts"), path.join(pkg, "dist", "engine", "checkpoint", "index.js")]) {
     if (!fs.existsSync(f)) throw new Error(`building the kernel into ${pkg} failed (${f} is missing): run npx tsc -p tsconfig.json to see why`);
   }

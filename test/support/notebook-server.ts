@@ -52,21 +52,9 @@ export function makeJupyterDataDir(): string {
       `\`streambook install --user\` with JUPYTER_DATA_DIR=${dataDir} did not write ${spec} (exit ${r.status}):\n${r.stdout}${r.stderr}`,
     );
   }
-  useNotebookEntryIfNeeded(spec);
   return dataDir;
 }
 
-/**
- * Until kernel/main.ts's own entry creates the notebook interpreter (kernel/notebook.ts), the kernelspec
- * is pointed at dist/kernel/notebook-main.js, the same kernel with the notebook binding.
- */
-function useNotebookEntryIfNeeded(specFile: string): void {
-  const main = path.join(REPO, "dist", "kernel", "main.js");
-  if (fs.existsSync(main) && fs.readFileSync(main, "utf8").includes("notebook.js")) return;
-  const spec = JSON.parse(fs.readFileSync(specFile, "utf8")) as { argv: string[] };
-  spec.argv = spec.argv.map((a) => (a.endsWith(path.join("dist", "kernel", "main.js")) ? path.join(REPO, "dist", "kernel", "notebook-main.js") : a));
-  fs.writeFileSync(specFile, JSON.stringify(spec, null, 2));
-}
 
 export function jupyterEnv(dataDir: string): NodeJS.ProcessEnv {
   return {
