@@ -2,102 +2,16 @@
 // waits until it is ready, sends requests and routes every IOPub message to one listener. No Python needed.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHmac, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as zmq from "zeromq";
 
-// --- framing and signing (the client's own: small, and independent of the kernel's wire.ts) -------
+import { decode, encode, MessageFactory, Signer, type ConnectionInfo, type JsonObject, type Message } from "../kernel/wire.js";
 
-export type JsonObject = Record<string, unknown>;
-
-export interface Header {
-  msg_id: string;
-  session: string;
-  username: string;
-  date: string;
-  msg_type: string;
-  version: string;
-  [key: string]: unknown;
-}
-
-export interface Message {
-  header: Header;
-  parent_header: Partial<Header> & JsonObject;
-  metadata: JsonObject;
-  content: JsonObject;
-  buffers: Buffer[];
-}
-
-export interface ConnectionInfo {
-  transport: string;
-  ip: string;
-  key: string;
-  signature_scheme: string;
-  shell_port: number;
-  iopub_port: number;
-  stdin_port: number;
-  control_port: number;
-  hb_port: number;
-  kernel_name?: string;
-}
-
-const DELIMITER = Buffer.from("<IDS|MSG>");
-const PROTOCOL_VERSION = "5.3";
-
-export class Signer {
-  constructor(private readonly key: string) {}
-  sign(parts: readonly Buffer[]): Buffer {
-    if (this.key === "") return Buffer.alloc(0);
-    const h = createHmac("sha256", this.key);
-    for (const p of parts) h.update(p);
-    return Buffer.from(h.digest("hex"), "ascii");
-  }
-}
-
-export function encodeMessage(msg: Message, signer: Signer): Buffer[] {
-  const parts = [msg.header, msg.parent_header, msg.metadata, msg.content].map((o) => Buffer.from(JSON.stringify(o)));
-  return [DELIMITER, signer.sign(parts), ...parts, ...msg.buffers];
-}
-
-/** Parses one multipart message; undefined when it is malformed or its signature is wrong (never trusted). */
-export function decodeMessage(frames: readonly Buffer[], signer: Signer): Message | undefined {
-  const at = frames.findIndex((f) => f.equals(DELIMITER));
-  if (at < 0 || frames.length - at - 1 < 5) return undefined;
-  const parts = frames.slice(at + 2, at + 6);
-  const expected = signer.sign(parts);
-  const got = frames[at + 1];
-  if (expected.length !== got.length || (expected.length > 0 && !timingSafeEqual(expected, got))) return undefined;
-  try {
-    const [header, parent_header, metadata, content] = parts.map((p) => JSON.parse(p.toString("utf8")) as JsonObject);
-    if (typeof header?.msg_type !== "string") return undefined;
-    return { header: header as Header, parent_header, metadata, content, buffers: frames.slice(at + 6) };
-  } catch {
-    return undefined;
-  }
-}
-
-class MessageFactory {
-  constructor(readonly session: string, private readonly username: string) {}
-  make(msgType: string, content: JsonObject): Message {
-    return {
-      header: {
-        msg_id: randomUUID(),
-        session: this.session,
-        username: this.username,
-        date: new Date().toISOString(),
-        msg_type: msgType,
-        version: PROTOCOL_VERSION,
-      },
-      parent_header: {},
-      metadata: {},
-      content,
-      buffers: [],
-    };
-  }
-}
+export type { ConnectionInfo, Header, JsonObject, Message } from "../kernel/wire.js";
 
 export class KernelStartError extends Error {
   override name = "KernelStartError";
@@ -381,7 +295,7 @@ export class KernelClient {
       this.pending.set(msgId, { resolve, reject });
     });
     const queue = channel === "shell" ? this.shellQ : this.controlQ;
-    queue.send(encodeMessage(msg, this.signer)).catch((err: Error) => {
+    queue.send(encode(msg, [], this.signer)).catch((err: Error) => {
       const p = this.pending.get(msgId);
       this.pending.delete(msgId);
       p?.reject(new KernelDiedError(`could not send ${msgType}: ${err.message}`));
@@ -475,8 +389,13 @@ export class KernelClient {
     }
   }
 
+  /** A malformed or wrongly signed message is never trusted: it is dropped. */
   private parse(frames: Buffer[]): Message | undefined {
-    return decodeMessage(frames, this.signer);
+    try {
+      return decode(frames, this.signer).message;
+    } catch {
+      return undefined;
+    }
   }
 }
 
