@@ -164,6 +164,8 @@ export class LiveChart {
       type: epoch ? "temporal" : "quantitative",
       title: "time",
       scale: epoch ? { nice: false } : { nice: false, zero: false },
+      // Wall-clock labels: vega's default multi-format shows sub-second batches as ".500".
+      ...(epoch ? { axis: { format: "%H:%M:%S", labelAngle: 0 } } : {}),
       ...userX,
     };
   }
