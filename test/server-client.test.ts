@@ -1,4 +1,4 @@
-// Through Jupyter Server (Debian's classic Notebook) with @jupyterlab/services, the client JupyterLab
+// Through Jupyter Server (Debian's jupyter-server, JupyterLab's backend) with @jupyterlab/services, the client JupyterLab
 // uses: start a streambook kernel, run a streaming cell, read its output and its live display.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from "@jupyterlab/services";
@@ -10,7 +10,7 @@ let manager: KernelManager;
 let kernel: Kernel.IKernelConnection;
 
 beforeAll(async () => {
-  server = await startNotebookServer();
+  server = await startNotebookServer({ kind: "server" });
   const serverSettings = ServerConnection.makeSettings({
     baseUrl: `${server.url}/`,
     wsUrl: `ws://127.0.0.1:${server.port}/`,

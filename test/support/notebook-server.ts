@@ -89,24 +89,31 @@ export interface NotebookServer {
   stop(): Promise<void>;
 }
 
-/** Starts Debian's classic Notebook with a temp notebook dir; resolves once /api answers. */
-export async function startNotebookServer(options: { timeoutMs?: number } = {}): Promise<NotebookServer> {
-  requireFile("/usr/bin/jupyter-notebook", "apt-get install -y jupyter-notebook (Debian's classic Notebook)");
+/** Debian's two servers: the classic Notebook (a page to drive) and Jupyter Server (JupyterLab's backend). */
+const SERVERS = {
+  notebook: { bin: "/usr/bin/jupyter-notebook", app: "NotebookApp", dirFlag: "--notebook-dir", apt: "jupyter-notebook" },
+  server: { bin: "/usr/bin/jupyter-server", app: "ServerApp", dirFlag: "--ServerApp.root_dir", apt: "jupyter-server" },
+} as const;
+
+/** Starts a server of that kind with a temp notebook dir; resolves once /api answers. */
+export async function startNotebookServer(options: { timeoutMs?: number; kind?: keyof typeof SERVERS } = {}): Promise<NotebookServer> {
+  const server = SERVERS[options.kind ?? "notebook"];
+  requireFile(server.bin, `apt-get install -y ${server.apt}`);
   const dataDir = makeJupyterDataDir();
   const notebookDir = tempDir("nbdir");
   const port = await freePort();
   const token = randomBytes(16).toString("hex");
   let output = "";
   const child: ChildProcess = spawn(
-    "/usr/bin/jupyter-notebook",
+    server.bin,
     [
       "--no-browser",
       "--ip=127.0.0.1",
       `--port=${port}`,
       "--port-retries=0",
       "--allow-root",
-      `--NotebookApp.token=${token}`,
-      `--notebook-dir=${notebookDir}`,
+      `--${server.app}.token=${token}`,
+      `${server.dirFlag}=${notebookDir}`,
     ],
     { env: jupyterEnv(dataDir), stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -118,7 +125,7 @@ export async function startNotebookServer(options: { timeoutMs?: number } = {}):
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {
-    if (exited) throw new TestEnvironmentError(`jupyter-notebook exited before answering:\n${output}`);
+    if (exited) throw new TestEnvironmentError(`${server.bin} exited before answering:\n${output}`);
     try {
       const res = await fetch(`${url}/api?token=${token}`);
       if (res.ok) break;
@@ -127,7 +134,7 @@ export async function startNotebookServer(options: { timeoutMs?: number } = {}):
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new TestEnvironmentError(`jupyter-notebook did not answer on ${url}/api in time:\n${output}`);
+      throw new TestEnvironmentError(`${server.bin} did not answer on ${url}/api in time:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
