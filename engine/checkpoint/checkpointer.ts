@@ -6,6 +6,7 @@ import type { StreamingListener } from "../listener.js";
 import { CheckpointStore, type LoadedCheckpoint } from "./store.js";
 import { encodeCheckpoint, type CheckpointData } from "./format.js";
 import { ReceivedBlockLog } from "./blocklog.js";
+import { BatchInputLog } from "./batchlog.js";
 
 export interface CheckpointOptions {
   /**
@@ -40,6 +41,10 @@ export interface RecoveryReport {
   unmatchedReceivedData: string[];
   /** Receiver records replayed from the write-ahead log, per stream. */
   replayedRecords: Record<string, number>;
+  /** Pending batches generated again with exactly the input they took before the crash (the batch-input log). */
+  replayedBatches: number[];
+  /** Input streams with a logged batch selection but no stream of that name now: they read afresh. */
+  unmatchedBatchInputs: string[];
   /** Warnings: damaged newer checkpoints skipped, unmatched state. */
   warnings: string[];
 }
@@ -56,6 +61,11 @@ export class Checkpointer {
   readonly dir: string;
   readonly store: CheckpointStore;
   readonly blockLog: ReceivedBlockLog | undefined;
+  /** Each generated batch's input selection, logged before its output runs (exactly-once replays). */
+  readonly batchLog: BatchInputLog;
+  private readonly keep: number;
+  /** lastCompletedBatch of the durable checkpoints the store still keeps, oldest first. */
+  private readonly durable: number[] = [];
   private readonly explicitInterval: number | undefined;
   private readonly onWarning: (message: string) => void;
   /** Reports a warning where this checkpointer's warnings go. */
@@ -86,10 +96,16 @@ export class Checkpointer {
     this.onWarning = options.onWarning ?? ((m) => console.warn(m));
     this.store = new CheckpointStore(this.dir, { keep: options.keep, onWarning: this.onWarning });
     this.blockLog = options.writeAheadLog ? new ReceivedBlockLog(path.join(this.dir, "receivedBlocks"), ssc) : undefined;
+    this.batchLog = new BatchInputLog(path.join(this.dir, "batches"));
+    this.keep = Math.max(2, options.keep ?? 2);
     this.listener = {
       // Posted synchronously right after batch `time` was generated: the sources' positions now are
       // exactly "through `time`", before a later batch can move them.
-      onBatchSubmitted: (e) => this.capturePositions(e.batchInfo.batchTime),
+      // It is also the moment to log what the batch took: generated, and none of its jobs has run yet.
+      onBatchSubmitted: (e) => {
+        this.logSelections(e.batchInfo.batchTime);
+        this.capturePositions(e.batchInfo.batchTime);
+      },
       onStreamingStarted: () => this.blockLog?.install(),
       onStreamingStopped: () => void this.flush().catch(() => {}),
     };
@@ -117,6 +133,16 @@ export class Checkpointer {
   dispose(): void {
     for (const r of this.removers.splice(0)) r();
     this.blockLog?.close();
+    this.batchLog.close();
+  }
+
+  private logSelections(time: number): void {
+    try {
+      this.batchLog.record(time, this.ssc.graph.inputStreams());
+    } catch (err) {
+      // The batch runs anyway; a crash before its checkpoint would then read its input afresh.
+      this.onWarning(`checkpoint: could not log the input of batch ${time} in ${this.batchLog.dir}: ${(err as Error).message}`);
+    }
   }
 
   private capturePositions(time: number): void {
@@ -182,6 +208,12 @@ export class Checkpointer {
         this.written++;
         // Only now is everything through this batch durable elsewhere: the log may forget it.
         if (job.lastCompleted !== undefined) this.blockLog?.checkpointed(job.lastCompleted);
+        if (job.lastCompleted !== undefined) {
+          // Batch selections are kept back to the oldest checkpoint kept, so a fallback replays exactly too.
+          this.durable.push(job.lastCompleted);
+          while (this.durable.length > this.keep) this.durable.shift();
+          if (this.durable.length >= this.keep) this.batchLog.checkpointed(this.durable[0]!);
+        }
         // Sources that acknowledge upstream (a Redis consumer group) may do so up to the durable position.
         for (const input of this.ssc.graph.inputStreams()) {
           const hook = (input as { onCheckpointDurable?: (position: unknown) => void }).onCheckpointDurable;
@@ -214,5 +246,6 @@ export class Checkpointer {
   /** After recovery, the next checkpoint is due an interval after the recovered one. */
   resumeFrom(loaded: LoadedCheckpoint): void {
     this.lastWrittenTime = loaded.data.batchTime;
+    if (loaded.data.lastCompletedBatch !== undefined) this.durable.push(loaded.data.lastCompletedBatch);
   }
 }

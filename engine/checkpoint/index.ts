@@ -25,6 +25,7 @@ export {
 } from "./format.js";
 export { WriteAheadLog } from "./wal.js";
 export { ReceivedBlockLog } from "./blocklog.js";
+export { BatchInputLog } from "./batchlog.js";
 
 /** ssc.checkpoint(dir, options) until the context passes options through itself. */
 export function checkpoint(ssc: StreamingContext, dir: string, options: CheckpointOptions = {}): Checkpointer {

@@ -72,9 +72,21 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
     cp.warn(msg);
   }
   const logged = cp.blockLog?.recover(lastCompleted) ?? { batchTimes: [], replayed: {} };
+  const selected = cp.batchLog.recover(lastCompleted);
   const pendingSet = new Set<number>(data.pendingBatches);
   for (const t of logged.batchTimes) pendingSet.add(t);
+  for (const t of selected) pendingSet.add(t);
   const pending = [...pendingSet].filter((t) => lastCompleted === undefined || t > lastCompleted).sort((a, b) => a - b);
+  fillGaps(pending, lastCompleted ?? (pending.length > 0 ? pending[0]! - ssc.batchDuration : undefined), ssc.batchDuration);
+  const replayedInputs = cp.batchLog.restore(pending, graph.inputStreams());
+  if (replayedInputs.unmatched.length > 0) {
+    const msg =
+      `checkpoint: the batch-input log records what ${replayedInputs.unmatched.map((n) => `"${n}"`).join(", ")} gave to batches ` +
+      `pending at the crash, but the pipeline has no input stream of that name; those batches read their input afresh ` +
+      `(name the stream with { name } to match it)`;
+    warnings.push(msg);
+    cp.warn(msg);
+  }
   const unmatchedLogged = cp.blockLog?.restoreBatches(pending) ?? [];
   if (unmatchedLogged.length > 0) {
     const msg =
@@ -110,6 +122,8 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
     unmatchedPositions,
     unmatchedReceivedData: unmatchedLogged,
     replayedRecords: logged.replayed,
+    replayedBatches: replayedInputs.batches,
+    unmatchedBatchInputs: replayedInputs.unmatched,
     warnings,
   };
   cp.recoveryReport = report;
@@ -117,6 +131,24 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
   // Readable as ssc.recoveryReport (a field the context may declare; set either way).
   (ssc as { recoveryReport?: RecoveryReport }).recoveryReport = report;
   return { report, start };
+}
+
+/**
+ * Adds the batch times missing between `after` and the last pending one: with the manual clock nothing
+ * else would generate them (recovery resumes the clock at the last pending batch).
+ */
+function fillGaps(pending: number[], after: number | undefined, step: number): void {
+  const last = pending[pending.length - 1];
+  if (after === undefined || last === undefined) return;
+  const have = new Set(pending);
+  let added = false;
+  for (let t = after + step, n = 0; t < last && n < 10_000; t += step, n++) {
+    if (!have.has(t)) {
+      pending.push(t);
+      added = true;
+    }
+  }
+  if (added) pending.sort((a, b) => a - b);
 }
 
 /**
@@ -133,8 +165,9 @@ export function getOrCreate(dir: string, setup: () => StreamingContext, options:
     cp = checkpointerOf(ssc) ?? new Checkpointer(ssc, dir, options);
   }
   let from = loaded;
-  if (!from && cp.blockLog && cp.blockLog.segments().length > 0) {
-    // A crash before the first checkpoint: no state to restore, but the log still holds received data.
+  if (!from && ((cp.blockLog && cp.blockLog.segments().length > 0) || cp.batchLog.hasRecords())) {
+    // A crash before the first checkpoint: no state to restore, but the logs still hold received data
+    // and the batches already generated, which are generated again from their first one.
     from = {
       file: "(no checkpoint yet: write-ahead log only)",
       warnings: [],

@@ -43,6 +43,8 @@ export class WriteAheadLog {
   private fd: number | undefined;
   private currentIndex: number | undefined;
   private currentBytes = 0;
+  /** Highest segment number used, so a sealed and deleted segment's number is never reused. */
+  private lastIndex = 0;
   private closed = false;
 
   constructor(dir: string, options: WriteAheadLogOptions = {}) {
@@ -98,12 +100,20 @@ export class WriteAheadLog {
     if (this.closed) throw new WriteAheadLogClosedError("WriteAheadLog: append after close; create a new log");
     if (this.fd !== undefined) fs.closeSync(this.fd);
     // Never append after a previous run's tail: it may end in a torn record.
-    const index = Math.max(this.segments().at(-1) ?? 0, this.currentIndex ?? 0) + 1;
+    const index = Math.max(this.segments().at(-1) ?? 0, this.currentIndex ?? 0, this.lastIndex) + 1;
+    this.lastIndex = index;
     this.fd = fs.openSync(this.file(index), "a");
     fsyncDir(this.dir);
     this.currentIndex = index;
     this.currentBytes = 0;
     return index;
+  }
+
+  /** Close the open segment, so that the next append starts a new one and this one can be deleted. */
+  seal(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+    this.currentIndex = undefined;
   }
 
   /** Append a record durably; returns its segment. With fsync on, it survives a crash once this returns. */

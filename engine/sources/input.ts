@@ -38,6 +38,14 @@ export abstract class InputDStream<T> extends DStream<T> {
   /** Checkpoint hook: continue from a position checkpointPosition() returned. */
   restorePosition?(position: unknown): void;
 
+  /**
+   * Batch-input hook: what batch `time` took (JSON data: file names, an ID range), or undefined. With a
+   * checkpoint directory it is logged durably after the batch is generated and before its output runs.
+   */
+  selectionFor?(time: number): unknown;
+  /** Batch-input hook: after a crash, batch `time` must take exactly `selection` when generated again. */
+  restoreSelection?(time: number, selection: unknown): void;
+
   /** Graceful stop keeps generating batches while this is true (received data not yet in a batch). */
   hasPendingData(): boolean {
     return false;

@@ -48,6 +48,10 @@ export class TextFileInputDStream extends InputDStream<string> {
   private readonly newFilesOnly: boolean;
   private seen = new Map<string, { ino: number; mtimeMs: number }>();
   private initialised = false;
+  /** The files each generated batch took, until it completes (Spark's batchTimeToSelectedFiles). */
+  private readonly selected = new Map<number, SeenFile[]>();
+  /** Recovery: batches generated before a crash take exactly these files when generated again. */
+  private readonly replay = new Map<number, SeenFile[]>();
 
   constructor(ssc: StreamingContext, dir: string, options: TextFileStreamOptions = {}) {
     super(ssc, options.name !== undefined ? { name: options.name } : undefined);
@@ -72,15 +76,26 @@ export class TextFileInputDStream extends InputDStream<string> {
    * when the batch runs, a megabyte at a time between turns of the event loop, so a large file does
    * not block it. One partition per file. As in Spark, the batch's record count is not known up front.
    */
-  compute(_time: number): RDD<string> | undefined {
+  compute(time: number): RDD<string> | undefined {
     if (!this.initialised) this.start();
-    const present = this.list();
-    const fresh = present.filter((f) => this.seen.get(f.name)?.ino !== f.ino);
-    fresh.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const f of fresh) this.seen.set(f.name, { ino: f.ino, mtimeMs: f.mtimeMs });
-    // Forget files that left the directory: a file that comes back under the same name is new.
-    const names = new Set(present.map((f) => f.name));
-    for (const name of this.seen.keys()) if (!names.has(name)) this.seen.delete(name);
+    let fresh: { name: string; ino: number; mtimeMs: number }[];
+    const recorded = this.replay.get(time);
+    if (recorded) {
+      // Regenerated after a crash: exactly the files the batch took before, not what is there now,
+      // so its output is the one already emitted; files that arrived meanwhile go to later batches.
+      this.replay.delete(time);
+      fresh = recorded.map(([name, ino, mtimeMs]) => ({ name, ino, mtimeMs }));
+      for (const f of fresh) this.seen.set(f.name, { ino: f.ino, mtimeMs: f.mtimeMs });
+    } else {
+      const present = this.list();
+      fresh = present.filter((f) => this.seen.get(f.name)?.ino !== f.ino);
+      fresh.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const f of fresh) this.seen.set(f.name, { ino: f.ino, mtimeMs: f.mtimeMs });
+      // Forget files that left the directory: a file that comes back under the same name is new.
+      const names = new Set(present.map((f) => f.name));
+      for (const name of this.seen.keys()) if (!names.has(name)) this.seen.delete(name);
+    }
+    this.selected.set(time, fresh.map((f) => [f.name, f.ino, f.mtimeMs] as SeenFile));
     if (fresh.length === 0) return this.ssc.sc.emptyRDD<string>();
     const files = fresh.map((f) => path.join(this.directory, f.name));
     return new RDD<string>(this.ssc.sc, {
@@ -101,6 +116,26 @@ export class TextFileInputDStream extends InputDStream<string> {
     if (!p || !Array.isArray(p.files)) return;
     this.seen = new Map(p.files.map(([name, ino, mtimeMs]) => [name, { ino, mtimeMs }]));
     this.initialised = true;
+  }
+
+  /** The files batch `time` took (logged by the checkpointer before the batch's output runs). */
+  selectionFor(time: number): SeenFile[] | undefined {
+    return this.selected.get(time);
+  }
+
+  restoreSelection(time: number, selection: unknown): void {
+    if (!Array.isArray(selection)) return;
+    const files: SeenFile[] = [];
+    for (const f of selection as unknown[]) {
+      if (Array.isArray(f) && typeof f[0] === "string" && typeof f[1] === "number" && typeof f[2] === "number") files.push([f[0], f[1], f[2]]);
+    }
+    this.replay.set(time, files);
+  }
+
+  override clearMetadata(time: number): void {
+    super.clearMetadata(time);
+    // Batch `time` is done: its selection was logged when it was generated, if it was to be.
+    for (const t of this.selected.keys()) if (t <= time) this.selected.delete(t);
   }
 
   private list(): { name: string; ino: number; mtimeMs: number }[] {
