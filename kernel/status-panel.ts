@@ -1,6 +1,6 @@
 // ssc.ui(): Spark's Streaming UI as a live notebook display. A streaming listener collects each batch's
 // input rate, processing time and scheduling delay; two displays show them as Vega-Lite charts and a table.
-import type { BatchInfo, ReceiverInfo, StreamingListener } from "../engine/listener.js";
+import type { BatchInfo, ReceiverInfo, StreamingListener } from "../engine/index.js";
 import { currentCell } from "./cell-context.js";
 import { chartBundle, renderSvg } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
