@@ -70,11 +70,22 @@ export async function resolveStartId(redis: Redis, stream: string, startId: stri
   return last.length > 0 ? last[0]![0] : "0-0";
 }
 
-/** Entries of `stream` with afterId < id <= toId, exactly: how a batch is read again after recovery. */
-export async function readRange(redis: Redis, stream: string, afterId: string, toId: string): Promise<RedisStreamEntry[]> {
-  if (compareIds(toId, afterId) <= 0) return [];
-  const rows = (await redis.xrange(stream, `(${afterId}`, toId)) as [string, string[]][];
-  return rows.map(([id, flat]) => ({ stream, id, fields: toFields(flat) }));
+/**
+ * Entries of `stream` with afterId < id <= toId, exactly: how a batch is read again after recovery.
+ * With `pageSize`, read in XRANGE pages of that many, so a large batch is not one huge reply.
+ */
+export async function readRange(redis: Redis, stream: string, afterId: string, toId: string, pageSize?: number): Promise<RedisStreamEntry[]> {
+  const out: RedisStreamEntry[] = [];
+  let from = afterId;
+  for (let round = 0; round < 10_000_000 && compareIds(toId, from) > 0; round++) {
+    const rows = (
+      pageSize === undefined ? await redis.xrange(stream, `(${from}`, toId) : await redis.xrange(stream, `(${from}`, toId, "COUNT", pageSize)
+    ) as [string, string[]][];
+    for (const [id, flat] of rows) out.push({ stream, id, fields: toFields(flat) });
+    if (pageSize === undefined || rows.length < pageSize) break;
+    from = rows[rows.length - 1]![0];
+  }
+  return out;
 }
 
 export interface FetcherOptions {
@@ -314,6 +325,8 @@ export interface RedisStreamPosition {
  * Entries of Redis streams, read with XREAD from explicit IDs (no consumer group: the position is ours
  * and lives in the checkpoint). A background loop fetches into a buffer; batch T takes what is buffered
  * (at most `count` per stream), so recovery resumes exactly after the last entry a checkpointed batch took.
+ * Each batch's selection (its last ID per stream) goes to the checkpointer's batch-input log, so a batch
+ * generated again after a crash reads exactly its range with XRANGE, not what has arrived since.
  */
 export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
   readonly streams: string[];
@@ -333,6 +346,12 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
   private readonly batchPositions = new Map<number, Record<string, string>>();
   /** Last ID taken into a batch, per stream (undefined before start without a restored position). */
   private taken = new Map<string, string>();
+  /** The position after each generated batch (its selection: the last ID it took per stream), until it completes. */
+  private readonly selected = new Map<number, Record<string, string>>();
+  /** Recovery: the logged selection of each batch generated before the crash, until start() reads it. */
+  private readonly replay = new Map<number, Record<string, string>>();
+  /** Recovery: those batches' entries, read exactly by start() with XRANGE, until each is generated again. */
+  private readonly replayed = new Map<number, { items: RedisStreamEntry[]; upTo: Record<string, string> }>();
   errors = 0;
 
   constructor(ssc: StreamingContext, options: RedisStreamOptions) {
@@ -390,14 +409,48 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
         }
       }
     }
+    // Batches generated before a crash take exactly their logged ranges, read now; the fetcher goes on after them.
+    const from = await this.readReplays(redis);
     this.fetcher = new RedisStreamFetcher(
       redis,
       { streams: this.streams, count: this.fetchCount, blockMs: this.blockMs, onError: (e) => this.report(e), group: this.group },
-      this.taken,
+      from,
     );
     // Catch up before the first batch, so a recovered run's first batches are read as they were.
     await this.fetcher.sync().catch((e: unknown) => this.report(e as Error));
     this.fetcher.start();
+  }
+
+  /**
+   * Reads each restored batch's entries, (previous position, logged last ID] per stream, with XRANGE: exactly
+   * what it took before the crash, whatever the fetcher would find now. Returns the position after the last.
+   */
+  private async readReplays(redis: Redis): Promise<Map<string, string>> {
+    const cursor = new Map(this.taken);
+    for (const t of [...this.replay.keys()].sort((a, b) => a - b)) {
+      const upTo = this.replay.get(t)!;
+      const items: RedisStreamEntry[] = [];
+      for (const s of this.streams) {
+        const last = upTo[s];
+        const after = cursor.get(s);
+        if (last === undefined || after === undefined || compareIds(last, after) <= 0) continue;
+        const rows = await readRange(redis, s, after, last, this.fetchCount);
+        if (rows[rows.length - 1]?.id !== last) {
+          // Trimmed (MAXLEN) or deleted since: the batch can only be rebuilt from what is left.
+          this.report(
+            new RedisStreamError(
+              `batch ${t} is rebuilt after recovery, but entries of stream "${s}" in (${after}, ${last}] are no longer in Redis ` +
+                `(trimmed or deleted); its output may differ from the first run's. Trim input streams only behind the checkpoint`,
+            ),
+          );
+        }
+        for (const e of rows) items.push(e);
+        cursor.set(s, last);
+      }
+      this.replayed.set(t, { items, upTo });
+    }
+    this.replay.clear();
+    return cursor;
   }
 
   async stop(): Promise<void> {
@@ -439,7 +492,25 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
   }
 
   compute(time: number): RDD<RedisStreamEntry> | undefined {
-    const items = this.fetcher ? this.fetcher.take(this.perBatch) : [];
+    let items: RedisStreamEntry[];
+    let upTo: Record<string, string> | undefined;
+    if (this.replayed.size > 0) {
+      // Recovery: a batch generated before the crash takes exactly its logged range. (One not generated
+      // again, which recovery does not do, joins the next batch rather than being lost.) The buffer starts
+      // after the last replayed batch, so a batch before it that is not in the log takes nothing.
+      items = [];
+      for (const t of [...this.replayed.keys()].sort((a, b) => a - b)) {
+        if (t > time) break;
+        const r = this.replayed.get(t)!;
+        this.replayed.delete(t);
+        for (const e of r.items) items.push(e);
+        upTo = { ...upTo, ...r.upTo };
+      }
+    } else {
+      items = this.fetcher ? this.fetcher.take(this.perBatch) : [];
+    }
+    // Stream by stream, each in ID order: the batch's order is a function of its selection, so a replay matches.
+    if (this.streams.length > 1) items = this.inStreamOrder(items);
     for (const e of items) {
       this.taken.set(e.stream, e.id);
       if (this.group) {
@@ -448,13 +519,42 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
         this.unacked.set(e.stream, list);
       }
     }
+    // The logged position, even where entries of the range are gone from Redis since.
+    if (upTo) for (const [s, id] of Object.entries(upTo)) if (this.streams.includes(s)) this.taken.set(s, id);
     if (this.group) this.batchPositions.set(time, Object.fromEntries(this.taken));
+    this.selected.set(time, Object.fromEntries(this.taken));
     this.reportRecords(time, items.length);
     return makeRDD(this.ctx, items);
   }
 
+  private inStreamOrder(items: RedisStreamEntry[]): RedisStreamEntry[] {
+    const by = new Map<string, RedisStreamEntry[]>(this.streams.map((s) => [s, []]));
+    for (const e of items) by.get(e.stream)?.push(e);
+    return this.streams.flatMap((s) => by.get(s)!);
+  }
+
+  /** What batch `time` took: the last entry ID per stream (logged by the checkpointer before its output runs). */
+  selectionFor(time: number): Record<string, string> | undefined {
+    return this.selected.get(time);
+  }
+
+  /** Recovery (before start): batch `time` takes exactly the entries up to `selection`'s IDs after the previous batch's. */
+  restoreSelection(time: number, selection: unknown): void {
+    if (selection === null || typeof selection !== "object" || Array.isArray(selection)) return;
+    const upTo: Record<string, string> = {};
+    for (const [s, id] of Object.entries(selection as Record<string, unknown>)) if (typeof id === "string" && /^\d+(-\d+)?$/.test(id)) upTo[s] = id;
+    if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: restoreSelection after start; recover before starting the context`);
+    this.replay.set(time, upTo);
+  }
+
+  override clearMetadata(time: number): void {
+    super.clearMetadata(time);
+    // Batch `time` is done: its selection was logged when it was generated, if it was to be.
+    for (const t of this.selected.keys()) if (t <= time) this.selected.delete(t);
+  }
+
   override hasPendingData(): boolean {
-    return this.buffered() > 0;
+    return this.buffered() > 0 || this.replayed.size > 0;
   }
 
   checkpointPosition(): RedisStreamPosition {
