@@ -1,6 +1,8 @@
 // Cell latency of the interpreter, in-process: never-seen `1+N` cells and typed-function cells, for the
 // working tree's kernel and a git revision's (default HEAD), interleaved in one run so load hits both.
 // `npm run build && node dist/bench/cell-latency.js [--baseline=REV] [--cells=60] [--only=after] [--profile=FILE]`
+// `--session=2000`: instead, session growth: a fresh interpreter per variant runs that many cells, each
+// declaring a new typed function and calling it (bench/kernel_driver.py's session cell); first 20 vs last 20.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as inspector from "node:inspector";
@@ -70,6 +72,33 @@ async function main(): Promise<void> {
       await post("Profiler.setSamplingInterval", { interval: 100 });
       await post("Profiler.start");
     }
+    const stopProfile = async (): Promise<void> => {
+      if (!session || !profileFile) return;
+      const { profile } = (await post("Profiler.stop")) as { profile: object };
+      fs.writeFileSync(profileFile, JSON.stringify(profile));
+      session.disconnect();
+    };
+    const sessionCells = Number(args.find((a) => a.startsWith("--session="))?.slice(10) ?? 0);
+    if (sessionCells > 0) {
+      const times = new Map(variants.map((v) => [v, [] as number[]]));
+      for (let i = 0; i < sessionCells; i++) {
+        for (const v of i % 2 ? [...variants].reverse() : variants) {
+          const t = process.hrtime.bigint();
+          const out = await v.it.execute(`function adds${i}(a: number, b: number): number {\n  return a + b;\n}\nadds${i}(1, 2)`, ctx());
+          times.get(v)!.push(Number(process.hrtime.bigint() - t) / 1e6);
+          if (out.status !== "ok" || out.result?.["text/plain"] !== "3") throw new Error(`${v.name}: ${JSON.stringify(out)}`);
+        }
+        if (args.includes("--progress") && (i + 1) % 250 === 0) console.error(`cell ${i + 1}`);
+      }
+      await stopProfile();
+      for (const v of variants) {
+        const xs = times.get(v)!;
+        const early = median(xs.slice(0, 20));
+        const late = median(xs.slice(-20));
+        console.log(`${v.name.padEnd(22)} session of ${sessionCells} typed cells: cells 1-20 median ${early.toFixed(2)} ms, cells ${sessionCells - 19}-${sessionCells} median ${late.toFixed(2)} ms, growth ${(late / early).toFixed(2)}x`);
+      }
+      return;
+    }
     for (let i = 0; i < cells; i++) {
       for (const v of i % 2 ? [...variants].reverse() : variants) {
         let t = process.hrtime.bigint();
@@ -82,11 +111,7 @@ async function main(): Promise<void> {
         if (out.status !== "ok") throw new Error(`${v.name}: ${JSON.stringify(out)}`);
       }
     }
-    if (session && profileFile) {
-      const { profile } = (await post("Profiler.stop")) as { profile: object };
-      fs.writeFileSync(profileFile, JSON.stringify(profile));
-      session.disconnect();
-    }
+    await stopProfile();
     const first = variants[0];
     for (const v of variants) {
       const plus = median(v.plus);

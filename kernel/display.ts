@@ -181,6 +181,14 @@ class LiveDisplay implements DisplayHandle {
 }
 
 /**
+ * Is `value` a handle display() returned? A cell ending in `display.html(...)` shows the display
+ * only, not the handle as its result too (IPython's display() returns None).
+ */
+export function isDisplayHandle(value: unknown): value is DisplayHandle {
+  return value instanceof LiveDisplay;
+}
+
+/**
  * Builds `display`. `sinkOf` names the output of the calling code (the current cell by default); a
  * handle keeps the sink it was created with, so it keeps working after that cell's reply.
  */

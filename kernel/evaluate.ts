@@ -18,7 +18,7 @@ import type {
   IsCompleteResult,
 } from "./interpreter.js";
 import { currentCell, runInCell, type CellContext } from "./cell-context.js";
-import { createDisplay, DISPLAY_DECLARATIONS, toMimeBundle } from "./display.js";
+import { createDisplay, DISPLAY_DECLARATIONS, isDisplayHandle, toMimeBundle } from "./display.js";
 import { isComplete, LanguageServer, syntaxErrors, type CellDiagnostic } from "./language.js";
 import { cellFilename, describeError, registerCell } from "./stack.js";
 import { compileCell, IMPORT_HELPER, rewriteEmitted, SCOPE_KEY, typescript, type CompiledCell } from "./transform.js";
@@ -109,6 +109,9 @@ const kernelWrite = (name: "stdout" | "stderr", text: string): void => {
   kernelProcess[name].write(text);
 };
 const defineProperty = Object.defineProperty;
+const kernelSetImmediate = setImmediate;
+/** Resolves after the event loop's poll phase, where pending signals are delivered to their handlers. */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => kernelSetImmediate(resolve));
 const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
 
 function textStream(write: (s: string) => void): Writable {
@@ -390,14 +393,17 @@ class CellInterpreter implements StreambookInterpreter {
       pending.discard();
       return typeScriptError(label, diagnostics);
     }
-    if (this.interruptRequested) {
-      // An interrupt that came while the cell was being checked: it never starts.
-      pending.discard();
-      return interruptedOutcome();
-    }
     // Emit first, from the program that just checked the cell: committing changes a pool file, and an
     // emit after that would build a second program and type checker for the same cell.
     const emitted = typecheck ? pending.emit() : undefined;
+    // Checking is synchronous, so a SIGINT that came meanwhile waits in the event loop: let its handler
+    // run now (it calls interrupt()), or the signal would be lost and the cell would run, maybe forever.
+    await yieldToEventLoop();
+    if (this.interruptRequested) {
+      // Interrupted between the start of execute and the start of running: the cell never starts.
+      pending.discard();
+      return interruptedOutcome();
+    }
     pending.commit();
 
     const compile = (names: readonly string[]): CompiledCell => {
@@ -441,7 +447,8 @@ class CellInterpreter implements StreambookInterpreter {
     } finally {
       this.abort = undefined;
     }
-    if (value === undefined || ctx.silent) return { status: "ok" };
+    // A display handle as the last expression: its display_data went out already, the handle is no result.
+    if (value === undefined || ctx.silent || isDisplayHandle(value)) return { status: "ok" };
     try {
       return { status: "ok", result: runInCell(cell, () => toMimeBundle(value)) };
     } catch (err) {

@@ -4,11 +4,13 @@
 // Cells are virtual module files in the notebook's folder (so `./local.js` and its node_modules
 // resolve). A new cell is checked in the next free file of a pool; when it runs, it stays there and
 // that file becomes the owner of the names it declares. Each file ends with a footer that imports,
-// from every pool file in a fixed order, the earlier names the cell mentions (often none), and exports
-// its own. Because the list of imported files never changes, a new cell changes file contents but not
-// the program's structure: TypeScript reuses the whole program (no re-walk of lib and @types/node).
-// Nothing earlier is re-checked, and a pool file is recycled once no visible name needs it, so
-// checking cell 2,000 costs what checking cell 1 does. A re-declared name simply gets a new owner.
+// from every hub (one per 32 pool files, re-exporting their names) in a fixed order, the earlier names
+// the cell mentions (often none), and exports its own. Because the list of imported files never
+// changes, a new cell changes file contents but not the program's structure: TypeScript reuses the
+// whole program (no re-walk of lib and @types/node). Nothing earlier is re-checked, old cells keep only
+// the imports they use, and a pool file is recycled once no visible name needs it, so checking cell
+// 2,000 costs what checking cell 1 does. A re-declared name simply gets a new owner.
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import type * as TS from "typescript";
 import type { CompleteResult, InspectResult, IsCompleteResult } from "./interpreter.js";
@@ -54,6 +56,13 @@ interface VirtualFile {
   version: number;
   /** Pool files this one imports names from (a pool file they need is not recycled). */
   deps: Set<string>;
+  /**
+   * A committed cell's text with only the footer imports that name something. The full footer (an
+   * import from every hub) keeps the program's structure while the cell is new; kept for every
+   * old cell it would make the session's source text (and memory, and each program's size) grow as
+   * cells squared, so old cells are switched to this when the pool grows (the structure changes then anyway).
+   */
+  compact?: string;
 }
 
 const MUTABLE_PREFIX = "__streambook_let_";
@@ -87,6 +96,11 @@ export class LanguageServer {
   /** Diagnostics by cell text, footer and the versions of the files it imports: re-runs cost nothing. */
   private readonly diagnosticsCache = new Map<string, CellDiagnostic[]>();
   private readonly pool: string[] = [];
+  private readonly poolIndex = new Map<string, number>();
+  /** One hub per POOL_CHUNK pool files (see writeHub). */
+  private readonly hubs: string[] = [];
+  /** The names each committed pool file exports (all it declares, owned or since re-declared). */
+  private readonly exportsOf = new Map<string, string[]>();
   private readonly free: string[] = [];
   private readonly service: TS.LanguageService;
   private readonly options: TS.CompilerOptions;
@@ -133,6 +147,7 @@ export class LanguageServer {
     const moduleCache = ts.createModuleResolutionCache(this.cwd, canonical, this.options);
     const typeRefCache = ts.createTypeReferenceDirectiveResolutionCache(this.cwd, canonical, this.options, moduleCache.getPackageJsonInfoCache());
     const resolved = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
+    const poolResolutions = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
     const resolutionHost: TS.ModuleResolutionHost = {
       fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
       readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
@@ -168,17 +183,23 @@ export class LanguageServer {
       getDirectories: (d) => ts.sys.getDirectories(d),
       realpath: (p) => (ts.sys.realpath ? ts.sys.realpath(p) : p),
       useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
-      resolveModuleNameLiterals: (literals, containingFile, redirected, options, containingSourceFile) =>
-        literals.map((lit) => {
+      resolveModuleNameLiterals: (literals, containingFile, redirected, options, containingSourceFile) => {
+        const dir = path.dirname(containingFile);
+        return literals.map((lit) => {
+          // A footer import of a hub, or a hub's of a pool file: the same answer every time.
+          const pool = lit.text.startsWith("./__streambook_") && dir === this.cwd ? poolResolutions.get(lit.text) : undefined;
+          if (pool) return pool;
           const mode = ts.getModeForUsageLocation(containingSourceFile, lit, options);
-          const key = `${path.dirname(containingFile)}\0${lit.text}\0${mode ?? ""}`;
+          const key = `${dir}\0${lit.text}\0${mode ?? ""}`;
           const hit = resolved.get(key);
           if (hit) return hit;
           const r = ts.resolveModuleName(lit.text, containingFile, options, resolutionHost, moduleCache, redirected, mode);
           // A failed lookup from a cell may succeed after an `npm install` in the notebook's folder.
           if (r.resolvedModule || !this.isVirtual(containingFile)) resolved.set(key, r);
+          if (r.resolvedModule && lit.text.startsWith("./__streambook_") && dir === this.cwd) poolResolutions.set(lit.text, r);
           return r;
-        }),
+        });
+      },
       resolveTypeReferenceDirectiveReferences: (refs, containingFile, redirected, options, containingSourceFile) =>
         refs.map((ref) => {
           const name = typeof ref === "string" ? ref : ref.fileName.toLowerCase();
@@ -203,7 +224,7 @@ export class LanguageServer {
 
   /** Module specifiers of the footer's imports (dropped from emitted JavaScript). */
   isFooterImport(specifier: string): boolean {
-    return specifier === this.opts.preludeModule || specifier.startsWith("./__streambook_cell_");
+    return specifier === this.opts.preludeModule || specifier.startsWith("./__streambook_hub_");
   }
 
   private loadPrelude(): void {
@@ -232,61 +253,104 @@ export class LanguageServer {
     }
   }
 
-  /** Adds pool files; the scratch and free files get the longer import list (a one-off re-walk). */
+  /**
+   * Adds pool files, and a hub for them; the scratch and free files get the longer import list (a
+   * one-off re-walk).
+   */
   private growPool(): void {
+    const hub = path.join(this.cwd, `__streambook_hub_${this.hubs.length + 1}.ts`);
+    this.hubs.push(hub);
     for (let i = 0; i < POOL_CHUNK; i++) {
       const file = path.join(this.cwd, `__streambook_cell_${this.pool.length + 1}.ts`);
+      this.poolIndex.set(file, this.pool.length);
       this.pool.push(file);
       this.free.push(file);
     }
+    this.writeHub(this.hubs.length - 1);
     const empty = this.emptyFooter();
     for (const f of [...this.free, this.scratchFile]) this.write(f, empty, new Set());
-  }
-
-  private write(file: string, text: string, deps: Set<string>): void {
-    const prev = this.files.get(file);
-    if (prev?.text === text) return;
-    if (!prev) this.fileNames = undefined;
-    this.files.set(file, { text, version: (prev?.version ?? 0) + 1, deps });
+    for (const f of this.pool) {
+      const v = this.files.get(f)!;
+      if (v.compact !== undefined && v.text !== v.compact) this.write(f, v.compact, v.deps, v.compact);
+    }
   }
 
   /**
-   * The footer: an import from every pool file (and the prelude) in a fixed order, naming the earlier
-   * names the cell uses; then the cell's own exports. `key` also names the versions of those files.
+   * A hub re-exports every name of its POOL_CHUNK pool files, renamed apart (`x__c7`), so a footer imports
+   * from one hub per POOL_CHUNK files rather than from every file (2,000 cells: 63 lines, not 2,000). Its
+   * list of files never changes, so a new name changes its text but not the program's structure.
    */
-  private footer(declared: Map<string, DeclarationKind>, used: Iterable<string>): { text: string; deps: Set<string>; key: string } {
+  private writeHub(index: number): void {
+    let text = "";
+    for (let i = index * POOL_CHUNK; i < (index + 1) * POOL_CHUNK; i++) {
+      const names = this.exportsOf.get(this.pool[i]) ?? [];
+      text += `export { ${names.map((n) => `${n} as ${n}__c${i + 1}`).join(", ")} } from "./__streambook_cell_${i + 1}";\n`;
+    }
+    this.write(this.hubs[index], text, new Set());
+  }
+
+  private hubOf(file: string): number {
+    return Math.floor(this.poolIndex.get(file)! / POOL_CHUNK);
+  }
+
+  private write(file: string, text: string, deps: Set<string>, compact?: string): void {
+    const prev = this.files.get(file);
+    if (prev?.text === text) {
+      prev.compact = compact;
+      return;
+    }
+    if (!prev) this.fileNames = undefined;
+    this.files.set(file, { text, version: (prev?.version ?? 0) + 1, deps, compact });
+  }
+
+  /**
+   * The footer: an import from every hub (and the prelude) in a fixed order, naming the earlier names
+   * the cell uses; then the cell's own exports. `key` also names the versions of the files that own them.
+   */
+  private footer(
+    declared: Map<string, DeclarationKind>,
+    used: Iterable<string>,
+  ): { text: string; compact: string; deps: Set<string>; key: string } {
+    // Import specifiers by module (a hub or the prelude): `x`, or `x__c7 as x` through a hub.
     const byModule = new Map<string, string[]>();
+    let text = "\n";
+    let compact = "\n";
+    let key = "";
+    const deps = new Set<string>();
     for (const name of used) {
       if (declared.has(name)) continue;
       const owner = this.owners.get(name);
       if (!owner) continue;
-      const list = byModule.get(owner.module) ?? [];
-      list.push(name);
-      byModule.set(owner.module, list);
-    }
-    let text = "\n";
-    let key = "";
-    const deps = new Set<string>();
-    const modules = this.opts.preludeModule ? [this.opts.preludeModule, ...this.pool] : this.pool;
-    for (const mod of modules) {
-      // An earlier `let`/`var` stays assignable, with its type checked: a local declaration typed as
-      // the import (a plain import binding could not be assigned at all).
-      const names = (byModule.get(mod) ?? []).map((name) => {
-        const kind = this.owners.get(name)?.kind;
-        if (kind !== "let" && kind !== "var") return name;
-        text += `declare let ${name}: typeof ${MUTABLE_PREFIX}${name};\n`;
-        return `${name} as ${MUTABLE_PREFIX}${name}`;
-      });
-      const isPool = mod !== this.opts.preludeModule;
-      const spec = isPool ? "./" + path.basename(mod, ".ts") : mod;
-      text += `import { ${names.join(", ")} } from ${JSON.stringify(spec)};\n`;
-      if (names.length && isPool) {
-        deps.add(mod);
-        key += `${mod}#${this.files.get(mod)!.version};`;
+      const isPool = owner.module !== this.opts.preludeModule;
+      const mod = isPool ? this.hubs[this.hubOf(owner.module)] : owner.module;
+      let local = name;
+      if (owner.kind === "let" || owner.kind === "var") {
+        // An earlier `let`/`var` stays assignable, with its type checked: a local declaration typed as
+        // the import (a plain import binding could not be assigned at all).
+        const line = `declare let ${name}: typeof ${MUTABLE_PREFIX}${name};\n`;
+        text += line;
+        compact += line;
+        local = MUTABLE_PREFIX + name;
+      }
+      const exported = isPool ? `${name}__c${this.poolIndex.get(owner.module)! + 1}` : name;
+      const list = byModule.get(mod) ?? [];
+      list.push(exported === local ? local : `${exported} as ${local}`);
+      byModule.set(mod, list);
+      if (isPool && !deps.has(owner.module)) {
+        deps.add(owner.module);
+        key += `${owner.module}#${this.files.get(owner.module)!.version};`;
       }
     }
-    text += `export { ${[...declared.keys()].join(", ")} };\n`;
-    return { text, deps, key };
+    const modules = this.opts.preludeModule ? [this.opts.preludeModule, ...this.hubs] : this.hubs;
+    for (const mod of modules) {
+      const names = byModule.get(mod) ?? [];
+      const spec = mod === this.opts.preludeModule ? mod : "./" + path.basename(mod, ".ts");
+      const line = `import { ${names.join(", ")} } from ${JSON.stringify(spec)};\n`;
+      text += line;
+      if (names.length) compact += line;
+    }
+    const exports = `export { ${[...declared.keys()].join(", ")} };\n`;
+    return { text: text + exports, compact: compact + exports, deps, key };
   }
 
   /**
@@ -298,9 +362,10 @@ export class LanguageServer {
     const ts = this.ts;
     const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, true);
     const declared = topLevelDeclarations(sf);
-    const { text, deps, key } = this.footer(declared, identifiersOf(sf));
+    const { text, compact, deps, key } = this.footer(declared, identifiersOf(sf));
     const full = code + text;
-    const cacheKey = full + "\0" + key;
+    // Hashed: the footer grows with the pool, and these keys are kept (diagnostics, byText).
+    const cacheKey = createHash("sha1").update(full).update("\0").update(key).digest("base64");
     // The cell is checked in the free pool file it will own if it runs: committing it then changes no
     // file, so the next cell's program differs from this one's in one file only.
     if (this.free.length === 0) this.growPool();
@@ -333,10 +398,19 @@ export class LanguageServer {
         }
         if (this.free[0] !== file) throw new Error("streambook: the checker's pool changed between check and commit");
         this.free.shift();
-        this.write(file, full, deps);
+        this.write(file, full, deps, code + compact);
         this.byText.set(cacheKey, file);
-        for (const [name, kind] of declared) this.owners.set(name, { module: file, kind });
-        this.collect();
+        // Only a name taken from another cell can leave a pool file unneeded: otherwise there is nothing to recycle
+        // (and walking every name per cell would grow with the session).
+        let displaced = false;
+        for (const [name, kind] of declared) {
+          const before = this.owners.get(name)?.module;
+          if (before !== undefined && before !== file && this.files.has(before)) displaced = true;
+          this.owners.set(name, { module: file, kind });
+        }
+        this.exportsOf.set(file, [...declared.keys()]);
+        this.writeHub(this.hubOf(file));
+        if (displaced) this.collect();
       },
       discard: () => {
         if (done) return;
@@ -349,9 +423,28 @@ export class LanguageServer {
         const out = this.service.getEmitOutput(file).outputFiles;
         const js = out.find((f) => f.name.endsWith(".js"));
         const map = out.find((f) => f.name.endsWith(".js.map"));
-        return js && map ? { js: js.text, sourceMapText: map.text } : undefined;
+        return js && map ? this.withoutFooter(js.text, map.text) : undefined;
       },
     };
+  }
+
+  /**
+   * Drops the footer's lines (one import per pool file, then the exports) from a cell's emitted
+   * JavaScript and its source map: later steps would otherwise parse and map as many lines as the pool has files.
+   */
+  private withoutFooter(js: string, sourceMapText: string): { js: string; sourceMapText: string } {
+    // The footer's first line imports from the first module of the fixed list; nothing else names it so.
+    const first = this.opts.preludeModule ?? "./" + path.basename(this.hubs[0], ".ts");
+    const at = js.lastIndexOf(`} from ${JSON.stringify(first)};\n`);
+    const lineStart = js.lastIndexOf("\n", at) + 1;
+    if (at < 0 || !js.startsWith("import {", lineStart)) return { js, sourceMapText };
+    let keep = 0;
+    for (let i = js.indexOf("\n"); i !== -1 && i < lineStart; i = js.indexOf("\n", i + 1)) keep++;
+    const map = JSON.parse(sourceMapText) as { mappings: string };
+    let cut = -1;
+    for (let n = 0; n < keep && (cut = map.mappings.indexOf(";", cut + 1)) !== -1; n++);
+    if (cut !== -1) map.mappings = map.mappings.slice(0, cut);
+    return { js: js.slice(0, lineStart), sourceMapText: JSON.stringify(map) };
   }
 
   private emptyText: string | undefined;
@@ -416,6 +509,7 @@ export class LanguageServer {
       if (live.has(f) || freeSet.has(f)) continue;
       this.write(f, empty, new Set());
       this.free.push(f);
+      if (this.exportsOf.delete(f)) this.writeHub(this.hubOf(f));
     }
     for (const [text, f] of this.byText) if (!live.has(f)) this.byText.delete(text);
   }
@@ -498,6 +592,22 @@ export class LanguageServer {
     const plain = [signature, doc, ...(detailLevel > 0 || tags.length < 8 ? tags : [])].filter(Boolean).join("\n\n");
     const markdown = ["```ts\n" + signature + "\n```", doc, tags.map((t) => `*${t}*`).join("  \n")].filter(Boolean).join("\n\n");
     return { found: true, data: { "text/plain": plain, "text/markdown": markdown } };
+  }
+
+  /**
+   * What every program of a new cell holds besides the lib and the globals (for tests and the timing
+   * script): the cell files and hubs, their total text, and the import lines a new cell's footer has.
+   */
+  get sourceSize(): { files: number; chars: number; footerImports: number } {
+    let files = 0;
+    let chars = 0;
+    for (const [name, v] of this.files) {
+      if (!/__streambook_(cell|hub)_\d+\.ts$/.test(name)) continue;
+      files++;
+      chars += v.text.length;
+    }
+    const footerImports = this.emptyFooter().split("\n").filter((l) => l.startsWith("import ")).length;
+    return { files, chars, footerImports };
   }
 
   /** Pool files in use and in all (for tests and the timing script). */
@@ -605,7 +715,9 @@ export function isComplete(code: string): IsCompleteResult {
   if (code.trim() === "") return { status: "complete" };
   const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, false);
   const diags = (sf as unknown as { parseDiagnostics: TS.DiagnosticWithLocation[] }).parseDiagnostics ?? [];
-  const depth = openBrackets(ts, code);
+  const { depth, unmatched } = openBrackets(ts, code);
+  // A closing token with nothing (or the wrong thing) open is an error no more text can fix.
+  if (unmatched) return { status: "invalid" };
   if (diags.length === 0) return depth > 0 ? { status: "incomplete", indent: "  ".repeat(depth) } : { status: "complete" };
   const end = code.trimEnd().length;
   // Unterminated strings, comments and templates are reported where the text runs out; other errors
@@ -617,33 +729,73 @@ export function isComplete(code: string): IsCompleteResult {
   return { status: "invalid" };
 }
 
-/** How many (, [, { are open at the end, skipping strings, comments and template text. */
-function openBrackets(ts: typeof TS, code: string): number {
+/**
+ * How many (, [, { are open at the end, skipping strings, comments and template text; `unmatched`
+ * when a closing token meets nothing open or the wrong opener (`}`, `(]`).
+ */
+function openBrackets(ts: typeof TS, code: string): { depth: number; unmatched: boolean } {
+  const K = ts.SyntaxKind;
   const scanner = ts.createScanner(ts.ScriptTarget.ES2022, false, ts.LanguageVariant.Standard, code);
   const stack: TS.SyntaxKind[] = [];
-  for (let tok = scanner.scan(); tok !== ts.SyntaxKind.EndOfFileToken; tok = scanner.scan()) {
+  const close = (opener: TS.SyntaxKind): boolean => {
+    if (stack[stack.length - 1] !== opener) return false;
+    stack.pop();
+    return true;
+  };
+  let previous: TS.SyntaxKind = K.Unknown;
+  for (let tok = scanner.scan(); tok !== K.EndOfFileToken; previous = tok, tok = scanner.scan()) {
     switch (tok) {
-      case ts.SyntaxKind.OpenParenToken:
-      case ts.SyntaxKind.OpenBracketToken:
-      case ts.SyntaxKind.OpenBraceToken:
-      case ts.SyntaxKind.TemplateHead:
+      case K.SlashToken:
+      case K.SlashEqualsToken:
+        // A regular expression where an operand is expected: its brackets are not code.
+        if (!endsOperand(ts, previous)) tok = scanner.reScanSlashToken();
+        break;
+      case K.OpenParenToken:
+      case K.OpenBracketToken:
+      case K.OpenBraceToken:
+      case K.TemplateHead:
         stack.push(tok);
         break;
-      case ts.SyntaxKind.CloseParenToken:
-      case ts.SyntaxKind.CloseBracketToken:
-        stack.pop();
+      case K.CloseParenToken:
+        if (!close(K.OpenParenToken)) return { depth: 0, unmatched: true };
         break;
-      case ts.SyntaxKind.CloseBraceToken:
-        if (stack[stack.length - 1] === ts.SyntaxKind.TemplateHead) {
+      case K.CloseBracketToken:
+        if (!close(K.OpenBracketToken)) return { depth: 0, unmatched: true };
+        break;
+      case K.CloseBraceToken:
+        if (stack[stack.length - 1] === K.TemplateHead) {
           // `}` inside a template: continue the template.
-          if (scanner.reScanTemplateToken(false) === ts.SyntaxKind.TemplateTail) stack.pop();
-        } else stack.pop();
+          if (scanner.reScanTemplateToken(false) === K.TemplateTail) stack.pop();
+        } else if (!close(K.OpenBraceToken)) return { depth: 0, unmatched: true };
         break;
       default:
         break;
     }
   }
-  return stack.filter((k) => k !== ts.SyntaxKind.TemplateHead).length;
+  return { depth: stack.filter((k) => k !== K.TemplateHead).length, unmatched: false };
+}
+
+/** Tokens after which `/` divides (an operand ended); anywhere else it starts a regular expression. */
+function endsOperand(ts: typeof TS, kind: TS.SyntaxKind): boolean {
+  const K = ts.SyntaxKind;
+  return (
+    kind === K.Identifier ||
+    kind === K.NumericLiteral ||
+    kind === K.BigIntLiteral ||
+    kind === K.StringLiteral ||
+    kind === K.CloseParenToken ||
+    kind === K.CloseBracketToken ||
+    kind === K.CloseBraceToken ||
+    kind === K.NoSubstitutionTemplateLiteral ||
+    kind === K.TemplateTail ||
+    kind === K.ThisKeyword ||
+    kind === K.SuperKeyword ||
+    kind === K.TrueKeyword ||
+    kind === K.FalseKeyword ||
+    kind === K.NullKeyword ||
+    kind === K.PlusPlusToken ||
+    kind === K.MinusMinusToken
+  );
 }
 
 /** Parse errors only (when type checking is off): a cell that cannot parse never runs. */

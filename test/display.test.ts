@@ -184,4 +184,32 @@ describe("routing", () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("a display call as a cell's last expression shows the display only, with no handle result", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "streambook-display-"));
+    const it = createInterpreter({ cwd: dir, warmup: false, handleSigint: false });
+    try {
+      await it.warm();
+      const ctx = (sink: OutputSink, n: number) => ({ sink, executionCount: n, input: async () => "", silent: false });
+      const cell = recorder();
+      const out = await it.execute('display.html("<b>x</b>");', ctx(cell.sink, 1));
+      expect(out).toEqual({ status: "ok" });
+      expect(cell.sent.map((s) => s.kind)).toEqual(["display"]);
+      expect(cell.sent[0].data?.["text/html"]).toBe("<b>x</b>");
+      for (const call of ['display("v")', 'display.markdown("*m*")', "display.json({ a: 1 })"]) {
+        expect(await it.execute(call, ctx(recorder().sink, 2))).toEqual({ status: "ok" });
+      }
+      // Assigned, the handle stays usable, and other values are still results.
+      const kept = recorder();
+      expect((await it.execute('const h = display.html("<b>0</b>");\nh.update("<b>1</b>");\nh.flush();\nh.displayId.length', ctx(kept.sink, 3)))).toMatchObject({
+        status: "ok",
+        result: { "text/plain": "36" },
+      });
+      expect(kept.sent.map((s) => s.kind)).toEqual(["display", "update"]);
+      expect(kept.sent[1]).toMatchObject({ data: { "text/html": "<b>1</b>" }, id: kept.sent[0].id });
+    } finally {
+      await it.shutdown(false);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

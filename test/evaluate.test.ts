@@ -317,28 +317,89 @@ describe("modules", () => {
   });
 });
 
+/** The kernel's files as CommonJS in `dir`, so a plain node child can run them. */
+function writeKernelCopy(dir: string): void {
+  const kernelDir = path.join(__dirname, "..", "kernel");
+  for (const f of ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter"]) {
+    const src = fs.readFileSync(path.join(kernelDir, `${f}.ts`), "utf8");
+    const js = ts.transpileModule(src, {
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+    }).outputText;
+    fs.writeFileSync(path.join(dir, `${f}.js`), js);
+  }
+}
+
 describe("interrupt", () => {
   test("interrupt() abandons a pending await; variables survive and the next cell runs", async () => {
     await value("let kept = 5");
-    const pending = run("kept = 6;\nawait new Promise(() => {});\nkept = 7;");
+    const cell = recorder();
+    const pending = run("kept = 6;\nconsole.log('waiting');\nawait new Promise(() => {});\nkept = 7;", cell.sink);
+    await cell.waitForText("stdout", "waiting");
     it.interrupt();
     const out = await pending;
     expect(out).toMatchObject({ status: "error", ename: "KeyboardInterrupt" });
     expect(await value("kept")).toBe("6");
   });
 
+  test("an interrupt that comes before the cell starts running (while it is checked) stops it unrun", async () => {
+    await value("let ranEarly = false");
+    // execute() checks synchronously up to its first await: this interrupt lands before the cell runs.
+    const pending = run("ranEarly = true;\n'ran'");
+    it.interrupt();
+    expect(await pending).toMatchObject({ status: "error", ename: "KeyboardInterrupt" });
+    expect(await value("ranEarly")).toBe("false");
+    // The interrupt is used up: the next cell runs.
+    expect(await value("ranEarly = true")).toBe("true");
+  });
+
+  test("a SIGINT queued while a cell is type-checked ends it with KeyboardInterrupt unrun, in a child process", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "streambook-sigint-"));
+    try {
+      writeKernelCopy(dir);
+      fs.writeFileSync(
+        path.join(dir, "driver.js"),
+        `const { createInterpreter } = require("./evaluate.js");
+const sink = { stream: () => {}, displayData() {}, updateDisplayData() {}, clearOutput() {} };
+const it = createInterpreter({ cwd: ${JSON.stringify(dir)}, warmup: false });
+let n = 0;
+const ctx = () => ({ sink, executionCount: ++n, input: async () => "", silent: false });
+(async () => {
+  await it.execute("let ran = false", ctx());
+  // Sent to ourselves just before execute: like a SIGINT during the synchronous type check, its
+  // handler cannot run before the event loop turns. Unhandled, the cell would run (and spin).
+  process.kill(process.pid, "SIGINT");
+  const stopped = await it.execute("ran = true;\\nwhile (ran) {}", ctx());
+  const after = await it.execute("ran", ctx());
+  process.stdout.write(JSON.stringify({ stopped, after }) + "\\n");
+  await it.shutdown(false);
+})();
+`,
+      );
+      const child = spawn(process.execPath, [path.join(dir, "driver.js")], {
+        env: { ...process.env, NODE_PATH: path.join(__dirname, "..", "node_modules") },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      // A kernel that lost the signal spins: bound the wait, then fail on the missing result.
+      const killer = setTimeout(() => child.kill("SIGKILL"), 45_000);
+      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+      clearTimeout(killer);
+      const line = stdout.split("\n").find((l) => l.startsWith("{"));
+      expect(line, "the cell spun: the interrupt was lost").toBeDefined();
+      expect(code).toBe(0);
+      const result = JSON.parse(line ?? "{}") as { stopped: ExecuteOutcome; after: ExecuteOutcome };
+      expect(result.stopped).toMatchObject({ status: "error", ename: "KeyboardInterrupt" });
+      expect(result.after).toMatchObject({ status: "ok", result: { "text/plain": "false" } });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("SIGINT stops a synchronous infinite loop (breakOnSigint), in a child process", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "streambook-sigint-"));
     try {
-      // The kernel's files as CommonJS, so a plain node child can run them.
-      const kernelDir = path.join(__dirname, "..", "kernel");
-      for (const f of ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter"]) {
-        const src = fs.readFileSync(path.join(kernelDir, `${f}.ts`), "utf8");
-        const js = ts.transpileModule(src, {
-          compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-        }).outputText;
-        fs.writeFileSync(path.join(dir, `${f}.js`), js);
-      }
+      writeKernelCopy(dir);
       fs.writeFileSync(
         path.join(dir, "driver.js"),
         `const { createInterpreter } = require("./evaluate.js");

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { createInterpreter, type StreambookInterpreter } from "../kernel/evaluate.js";
 import type { OutputSink } from "../kernel/interpreter.js";
-import { codePointsToUtf16, utf16ToCodePoints } from "../kernel/language.js";
+import { codePointsToUtf16, LanguageServer, utf16ToCodePoints } from "../kernel/language.js";
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -106,6 +106,20 @@ describe("is_complete", () => {
     ["const x = )", "invalid", undefined],
     ["1 + * 2", "invalid", undefined],
     ["if (x) {} else else {}", "invalid", undefined],
+    // An unexpected closing token is an error, not an unexpected end: no more text can fix it.
+    ["}", "invalid", undefined],
+    [")", "invalid", undefined],
+    ["]", "invalid", undefined],
+    ["}\n", "invalid", undefined],
+    ["foo(\n}", "invalid", undefined],
+    ["const a = [1, 2}", "invalid", undefined],
+    ["let x = ;", "invalid", undefined],
+    ["function f() {\n  if (x) {", "incomplete", "    "],
+    ["const s = `a ${b} c", "incomplete", ""],
+    ["const t = `${a}}", "incomplete", ""],
+    // Brackets in a regular expression are not code.
+    ["const r = /[)}]/.test(s)", "complete", undefined],
+    ["const q = a / b / (c)", "complete", undefined],
   ])("%j is %s", (code, status, indent) => {
     const r = it.isComplete(code);
     expect(r.status).toBe(status);
@@ -134,5 +148,32 @@ const res: Promise<Response> | undefined = typeof fetch === "function" ? undefin
     expect(await run("const wrong: string = [1].findLast((x) => x > 0);")).toMatchObject({ status: "error", ename: "TypeScriptError" });
     // A DOM-only global is not there (Node is not a browser).
     expect(await run("document.title")).toMatchObject({ status: "error", ename: "TypeScriptError" });
+  });
+});
+
+describe("a long session", () => {
+  // Every cell declares a new function that stays visible (the kernel bench's session). What a new
+  // cell's program holds must grow with the number of names, not with their square, and a new cell's
+  // footer must not list every earlier cell's file.
+  test("600 cells: the checker's source grows linearly, a new footer stays short, and every type stays right", () => {
+    const ls = new LanguageServer({ cwd: dir, globalDeclarations: "" });
+    const cells = 600;
+    const run = (code: string): void => {
+      const pending = ls.checkCell(code);
+      expect(pending.diagnostics()).toEqual([]);
+      pending.emit();
+      pending.commit();
+    };
+    for (let i = 0; i < cells; i++) run(`function f${i}(x: number): number {\n  return x * ${i};\n}\nf${i}(1)`);
+    const size = ls.sourceSize;
+    expect(ls.poolUsage.live).toBe(cells);
+    // About 70 characters of code and footer per cell; squared growth would be megabytes.
+    expect(size.chars).toBeLessThan(cells * 200);
+    expect(size.footerImports).toBeLessThanOrEqual(Math.ceil(size.files / 32) + 1);
+    // The first and the latest cells' types are still what they declared.
+    const last = ls.checkCell("const total: number = f0(2) + f599(3);\nconst wrong: string = f300(1);");
+    const diagnostics = last.diagnostics();
+    last.discard();
+    expect(diagnostics.map((d) => [d.line, d.code])).toEqual([[2, 2322]]);
   });
 });
