@@ -7,7 +7,7 @@ import * as path from "node:path";
 import type { StreamingContext } from "./context.js";
 import { IllegalArgumentError, InvalidDurationError } from "./errors.js";
 import { presenter, type ChartOptions, type ChartRow } from "./presenter.js";
-import { formatRecord, recordsBundle, RDD, type MimeBundle } from "./rdd.js";
+import { formatRecord, JUPYTER_DISPLAY, recordsBundle, RDD, type MimeBundle } from "./rdd.js";
 import { formatTime } from "./duration.js";
 import { runSliced } from "./slicing.js";
 import type { MapWithStateDStream, StateSpec } from "./state.js";
@@ -160,7 +160,7 @@ export abstract class DStream<T> {
     return `DStream ${this.name}`;
   }
 
-  [Symbol.for("Jupyter.display")](): MimeBundle {
+  [JUPYTER_DISPLAY](): MimeBundle {
     const last = this.ssc.graph.lastCompletedTime;
     const title = `DStream ${this.name}: every ${this.slideDuration} ms, context ${this.ssc.state}${
       last === undefined ? ", no batch yet" : `, latest batch ${formatTime(last)}`

@@ -2,7 +2,7 @@
 
 export { StreamingContext, checkpointSupport } from "./context.js";
 export type { StreamingContextOptions, StreamingConf, StopOptions, StartOptions, StreamingState } from "./context.js";
-export { SparkContext, RDD, formatRecord } from "./rdd.js";
+export { SparkContext, RDD, formatRecord, JUPYTER_DISPLAY } from "./rdd.js";
 export type { SparkContextOptions, MimeBundle } from "./rdd.js";
 export { DStream, StatefulDStream, TransformedDStream, UnionDStream, ForEachDStream } from "./dstream.js";
 export type { NameOption, UpdateStateOptions, ReduceWindowOptions } from "./dstream.js";

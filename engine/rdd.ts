@@ -9,6 +9,9 @@ import { EmptyRDDError, IllegalArgumentError, RDDBusyError } from "./errors.js";
 import { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
 
+/** The display protocol (as in Deno's kernel): a value with this method renders itself as a MIME bundle. */
+export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
+
 /** Processes src[from..to) into out. One per narrow transformation; a chain of them is fused. */
 type ChunkOp = (src: unknown[], from: number, to: number, out: unknown[]) => void;
 /** The same transformation record by record, composed into one function for a whole chain (shuffles use it). */
@@ -657,7 +660,7 @@ export class RDD<T> {
   }
 
   /** Rich display protocol (a notebook calls it; no Jupyter dependency): the first 20 records. */
-  [Symbol.for("Jupyter.display")](): MimeBundle {
+  [JUPYTER_DISPLAY](): MimeBundle {
     const head = this.take(21);
     return recordsBundle(`RDD[${this.id}]: ${this.count()} records`, head.slice(0, 20), head.length > 20);
   }

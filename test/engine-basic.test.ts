@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 import { runBatches, runBatches2, newContext, sorted } from "./engine-helpers.js";
-import type { RDD } from "../engine/index.js";
+import { JUPYTER_DISPLAY, type RDD } from "../engine/index.js";
 
 type P = [string, number];
 
@@ -186,7 +186,7 @@ describe("basic operations", () => {
     s.foreachRDD(() => {});
     await ssc.start();
     await ssc.advance(1000);
-    const bundle = s[Symbol.for("Jupyter.display")]();
+    const bundle = s[JUPYTER_DISPLAY]();
     expect(bundle["text/plain"]).toBe("DStream map(queue#0): every 1000 ms, context active, latest batch 1000 ms\n2\n3");
     expect(bundle["text/html"]).toContain("<td>3</td>");
     await ssc.stop();
@@ -241,7 +241,7 @@ describe("RDD", () => {
 
   it("renders itself through the Jupyter display protocol", () => {
     const { sc } = newContext();
-    const bundle = sc.parallelize([["a", 1]] as P[])[Symbol.for("Jupyter.display")]();
+    const bundle = sc.parallelize([["a", 1]] as P[])[JUPYTER_DISPLAY]();
     expect(bundle["text/plain"]).toContain("(a,1)");
     expect(bundle["text/html"]).toContain("<td>a</td><td>1</td>");
   });

@@ -2,10 +2,10 @@
 // Notebook server on a free 127.0.0.1 port, and small helpers to run Python and the runner.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
+import { freePort } from "./ports.js";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const PYTHON = "/usr/bin/python3";
@@ -68,16 +68,6 @@ export function jupyterEnv(dataDir: string): NodeJS.ProcessEnv {
   };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export interface NotebookServer {
   url: string;
