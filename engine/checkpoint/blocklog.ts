@@ -1,10 +1,14 @@
 // The receivers' write-ahead log (Spark's ReceivedBlockTracker + WAL): each block is logged before it
 // can enter a batch, each batch's take of blocks is logged when the batch is generated; recovery gives
 // pending batches exactly their records again and puts untaken records back in the receiver's queue.
+// The log keeps everything after the OLDEST checkpoint the store still keeps, so a fallback from a
+// damaged newest checkpoint to an older one still replays every block after it exactly once.
 import { randomBytes } from "node:crypto";
+import * as path from "node:path";
 import type { StreamingContext } from "../context.js";
 import { ReceiverInputDStream, type BlockSlice, type BlockStore, type ReceivedBlock } from "../sources/receiver.js";
 import { WriteAheadLog } from "./wal.js";
+import { CheckpointStore } from "./store.js";
 
 type BlockRecord = { k: "b"; s: string; r: string; i: number; t: number; items: unknown[] };
 type AllocRecord = { k: "a"; s: string; r: string; bt: number; sl: [number, number, number][] };
@@ -38,10 +42,24 @@ export class ReceivedBlockLog {
   private readonly segBlocks = new Map<number, string[]>();
   private readonly segMaxBatch = new Map<number, number>();
   private recovered = new Map<string, Recovered>();
+  /** The checkpoint files this log backs (the parent directory: the checkpointer's layout is <dir>/receivedBlocks). */
+  private readonly checkpoints: CheckpointStore;
 
   constructor(dir: string, ssc: StreamingContext) {
     this.wal = new WriteAheadLog(dir);
     this.ssc = ssc;
+    this.checkpoints = new CheckpointStore(path.dirname(this.wal.dir));
+  }
+
+  /**
+   * The batch time the log may forget through: no later than `lastCompleted` nor than any checkpoint file
+   * still on disk (one of them may be the fallback). A file's batch time is at most its lastCompletedBatch,
+   * and a damaged file counts too, so this errs on keeping more.
+   */
+  private floor(lastCompleted: number): number {
+    let f = lastCompleted;
+    for (const file of this.checkpoints.files()) f = Math.min(f, file.batchTime);
+    return f;
   }
 
   /** Puts a logging block store on every receiver stream that has none yet. */
@@ -89,7 +107,8 @@ export class ReceivedBlockLog {
    * Reads the log after a crash. Slices taken by batches up to `lastCompleted` are in the checkpointed
    * state already; later batches get their exact records again; records no batch took go back to the
    * front of their receiver's queue. The result is logged as one record in a fresh segment (atomic by its
-   * CRC), which supersedes, and lets us delete, every older segment.
+   * CRC), which supersedes, and lets us delete, every older segment. The summary also keeps the batches
+   * between the oldest checkpoint on disk and `lastCompleted`, unreplayed, for a later fallback to it.
    */
   recover(lastCompleted: number | undefined): { batchTimes: number[]; replayed: Record<string, number> } {
     const all = this.wal.readAll();
@@ -97,23 +116,30 @@ export class ReceivedBlockLog {
     for (const { record } of all) if ((record as Record_).k === "rec") sup = Math.max(sup, (record as RecoveredRecord).sup);
     const maxSegment = all.reduce((m, r) => Math.max(m, r.segment), 0);
     type Blk = { time: number; items: unknown[]; taken: Uint8Array };
-    const perStream = new Map<string, { order: string[]; blocks: Map<string, Blk>; batches: Map<number, unknown[]> }>();
+    const perStream = new Map<
+      string,
+      { order: string[]; blocks: Map<string, Blk>; batches: Map<number, unknown[]>; kept: Map<number, unknown[]> }
+    >();
     const streamOf = (s: string) => {
       let v = perStream.get(s);
-      if (!v) perStream.set(s, (v = { order: [], blocks: new Map(), batches: new Map() }));
+      if (!v) perStream.set(s, (v = { order: [], blocks: new Map(), batches: new Map(), kept: new Map() }));
       return v;
     };
+    // Batches through `lastCompleted` are in the state recovered from; those after `keepAfter` are still
+    // needed if an older checkpoint kept on disk is recovered from next time.
+    const keepAfter = lastCompleted === undefined ? undefined : this.floor(lastCompleted);
     const addBlock = (s: string, key: string, time: number, items: unknown[]) => {
       const st = streamOf(s);
       st.order.push(key);
       st.blocks.set(key, { time, items, taken: new Uint8Array(items.length) });
     };
     const toBatch = (s: string, bt: number, items: unknown[]) => {
-      if (lastCompleted !== undefined && bt <= lastCompleted) return;
+      if (keepAfter !== undefined && bt <= keepAfter) return;
       const st = streamOf(s);
-      const list = st.batches.get(bt) ?? [];
+      const into = lastCompleted !== undefined && bt <= lastCompleted ? st.kept : st.batches;
+      const list = into.get(bt) ?? [];
       for (const it of items) list.push(it);
-      st.batches.set(bt, list);
+      into.set(bt, list);
     };
     for (const { segment, record } of all) {
       const rec = record as Record_;
@@ -152,11 +178,15 @@ export class ReceivedBlockLog {
         rec.blocks.push({ id: rec.blocks.length, streamId: -1, time: b.time, items: rest });
         n += rest.length;
       }
+      if (rec.batches.size === 0 && rec.blocks.length === 0 && st.kept.size === 0) continue;
+      summary.streams[s] = {
+        batches: [...st.kept, ...rec.batches].sort((a, b) => a[0] - b[0]),
+        blocks: rec.blocks.map((b) => [b.id, b.time, b.items.slice()]),
+      };
       if (rec.batches.size === 0 && rec.blocks.length === 0) continue;
       for (const t of rec.batches.keys()) batchTimes.add(t);
       replayed[s] = n;
       this.recovered.set(s, rec);
-      summary.streams[s] = { batches: [...rec.batches], blocks: rec.blocks.map((b) => [b.id, b.time, b.items.slice()]) };
     }
     if (all.length > 0) {
       const seg = this.wal.roll();
@@ -200,8 +230,12 @@ export class ReceivedBlockLog {
     return unmatched;
   }
 
-  /** A checkpoint through batch `lastCompleted` is durable: delete segments it makes unnecessary. */
+  /**
+   * A checkpoint through batch `lastCompleted` is durable: delete the segments that neither it nor any
+   * older checkpoint still on disk (a fallback if it turns out damaged) needs.
+   */
   checkpointed(lastCompleted: number): void {
+    lastCompleted = this.floor(lastCompleted);
     const current = this.wal.currentSegment;
     const doomed: number[] = [];
     for (const [seg, keys] of this.segBlocks) {
