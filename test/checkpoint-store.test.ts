@@ -109,6 +109,21 @@ describe("CheckpointStore", () => {
     expect(warnings[0]).toMatch(/fell back to checkpoint-\d+-1000\.sbcp/);
   });
 
+  it("sets a damaged newest checkpoint aside, so the next write keeps the good one it fell back to", async () => {
+    const dir = tmpDir();
+    const store = new CheckpointStore(dir, { onWarning: () => {} });
+    const good = await store.write(sample(1000));
+    const newest = await store.write(sample(2000));
+    fs.writeFileSync(newest, "torn");
+    expect(store.read()?.file).toBe(good);
+    const next = await store.write(sample(3000));
+    expect(store.files().map((f) => f.file)).toEqual([next, good]);
+    expect(fs.existsSync(`${newest}.damaged`)).toBe(true);
+    // With the next write damaged too, the fallback is still there.
+    fs.writeFileSync(next, "torn again");
+    expect(store.read()?.data.batchTime).toBe(1000);
+  });
+
   it("says clearly when every checkpoint is damaged", async () => {
     const dir = tmpDir();
     const store = new CheckpointStore(dir, { onWarning: () => {} });

@@ -168,12 +168,14 @@ export class CheckpointStore {
     const files = this.files();
     if (files.length === 0) return undefined;
     const warnings: string[] = [];
+    const damaged: string[] = [];
     for (const f of files) {
       let bytes: Buffer;
       try {
         bytes = fs.readFileSync(f.file);
       } catch (err) {
         warnings.push(`${f.file}: cannot read (${(err as Error).message})`);
+        damaged.push(f.file);
         continue;
       }
       try {
@@ -181,11 +183,15 @@ export class CheckpointStore {
         for (const w of warnings) {
           this.onWarning(`checkpoint: skipped a damaged checkpoint and fell back to ${path.basename(f.file)}: ${w}`);
         }
+        // Set the damaged files aside (kept for inspection): left in place, they would count among the
+        // `keep` newest and the next write would prune the good file this recovery depends on.
+        for (const file of damaged) fs.renameSync(file, `${file}.damaged`);
         return { data, file: f.file, warnings };
       } catch (err) {
         if (err instanceof CheckpointVersionError) throw err;
         if (err instanceof CheckpointCorruptError) {
           warnings.push(err.message);
+          damaged.push(f.file);
           continue;
         }
         throw err;
