@@ -6,6 +6,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { SparkContext, StreamingContext, type RDD } from "../engine/index.js";
 import { checkpoint, checkpointerOf, recoveryReportOf } from "../engine/checkpoint/index.js";
+import { encodeCheckpoint, encodeCheckpointSliced } from "../engine/checkpoint/format.js";
+import { runSliced } from "../engine/slicing.js";
 
 const BATCHES = 20;
 const LINES = 10_000;
@@ -149,9 +151,88 @@ async function recovery(): Promise<void> {
   console.log(`  ... + first batch        ${firstBatchMs.toFixed(0)} ms (${keys.toLocaleString("en")} keys after it)`);
 }
 
+/** Longest wait between two turns of the event loop while `work` runs (a setImmediate probe). */
+async function longestGap(work: () => Promise<unknown> | unknown): Promise<{ gap: number; turns: number; ms: number }> {
+  let gap = 0;
+  let turns = 0;
+  let last = performance.now();
+  let on = true;
+  const probe = () => {
+    const now = performance.now();
+    gap = Math.max(gap, now - last);
+    last = now;
+    turns++;
+    if (on) setImmediate(probe);
+  };
+  setImmediate(probe);
+  await new Promise((r) => setImmediate(r)); // the probe is turning before the work starts
+  const t0 = performance.now();
+  last = t0;
+  await work();
+  const ms = performance.now() - t0;
+  const now = performance.now();
+  gap = Math.max(gap, now - last);
+  on = false;
+  return { gap, turns, ms };
+}
+
+async function loopGaps(): Promise<void> {
+  const KEYS = 1_000_000;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-bench-gap-"));
+  const sc = new SparkContext();
+  const pairs: [string, number][] = [];
+  for (let i = 0; i < KEYS; i++) pairs.push([`key${i}`, i]);
+  const ssc = new StreamingContext(sc, 1000, { clock: "manual" });
+  checkpoint(ssc, dir, { interval: 1000 });
+  ssc
+    .queueStream<string>([["k1 k2"]], true)
+    .flatMap((l) => l.split(" "))
+    .map((w) => [w, 1] as [string, number])
+    .updateStateByKey(sum, { name: "counts", initialRDD: sc.parallelize(pairs) })
+    .foreachRDD(() => {});
+  await ssc.start();
+  await ssc.advance(1000);
+  const cp = checkpointerOf(ssc)!;
+  await cp.flush();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  // Side by side on the same state: the snapshot alone, the old one-piece encode, the sliced one, and
+  // what the batch hook did before (snapshot + one-piece encode); then a whole checkpoint as it runs now.
+  const rows: [string, { gap: number; turns: number; ms: number }][] = [];
+  for (let round = 0; round < 3; round++) {
+    gc?.();
+    const snap = await longestGap(() => cp.snapshot(1000));
+    const data = cp.snapshot(1000);
+    gc?.();
+    const before = await longestGap(() => encodeCheckpoint(data));
+    gc?.();
+    const after = await longestGap(() => runSliced(encodeCheckpointSliced(data)));
+    gc?.();
+    gc?.();
+    const oldWay = await longestGap(() => encodeCheckpoint(cp.snapshot(1000)));
+    if (round === 2) {
+      rows.push(["snapshot, checkpointState()", snap], ["encode, one piece", before], ["encode, sliced", after]);
+      rows.push(["before: snapshot + encode", oldWay]);
+    }
+  }
+  // A real checkpoint of the running context: the batch, its snapshot, the encode and the durable write.
+  const cpRun = await longestGap(async () => {
+    await ssc.advance(1000);
+    await cp.flush();
+  });
+  rows.push(["after: batch + checkpoint", cpRun]);
+  await ssc.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(`event-loop gaps while checkpointing ${KEYS.toLocaleString("en")} keys of updateStateByKey state (goal: longest gap ~50 ms):`);
+  for (const [name, r] of rows) {
+    console.log(`  ${name.padEnd(28)} longest gap ${r.gap.toFixed(0).padStart(4)} ms over ${r.ms.toFixed(0).padStart(4)} ms (${r.turns} loop turns)`);
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes("--gaps")) return loopGaps();
   await throughput();
   await recovery();
+  await loopGaps();
 }
 
 main().catch((e: unknown) => {

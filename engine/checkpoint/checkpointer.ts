@@ -4,7 +4,11 @@ import * as path from "node:path";
 import type { StreamingContext } from "../context.js";
 import type { StreamingListener } from "../listener.js";
 import { CheckpointStore, type LoadedCheckpoint } from "./store.js";
-import { encodeCheckpoint, type CheckpointData } from "./format.js";
+import { encodeCheckpointSliced, type CheckpointData } from "./format.js";
+import { CHUNK, runSliced, type Sliced } from "../slicing.js";
+import { StateDStream } from "../state.js";
+import type { StatefulDStream } from "../dstream.js";
+import type { RDD } from "../rdd.js";
 import { ReceivedBlockLog } from "./blocklog.js";
 import { BatchInputLog } from "./batchlog.js";
 
@@ -79,7 +83,9 @@ export class Checkpointer {
   unmatched: CheckpointData["unmatched"] = { state: {}, positions: {} };
   recoveryReport: RecoveryReport | undefined;
   private inFlight: Promise<void> | undefined;
-  private queued: { batchTime: number; lastCompleted: number | undefined; bytes: Buffer; positions: Record<string, unknown> } | undefined;
+  /** A snapshot being copied (in slices, while the batch loop waits) before it is queued. */
+  private snapshotting: Promise<void> | undefined;
+  private queued: CheckpointData | undefined;
   private writeError: unknown;
   private readonly removers: (() => void)[] = [];
   private readonly listener: StreamingListener;
@@ -160,15 +166,36 @@ export class Checkpointer {
   }
 
   private async afterBatch(time: number): Promise<void> {
-    if (this.isDue(time)) this.enqueue(time);
+    if (this.isDue(time)) {
+      // The batch loop awaits this hook, so the state stays as of `time` while it is copied in slices.
+      this.lastWrittenTime = time;
+      const taking = this.snapshotSliced(time).then((data) => this.enqueueData(data));
+      this.snapshotting = taking;
+      try {
+        await taking;
+      } finally {
+        if (this.snapshotting === taking) this.snapshotting = undefined;
+      }
+    }
     for (const t of this.positionsAt.keys()) if (t <= time) this.positionsAt.delete(t);
   }
 
   /** The checkpoint as of completed batch `time` (state now is state through `time`). */
   snapshot(time: number): CheckpointData {
-    const graph = this.ssc.graph;
     const state: Record<string, unknown> = {};
-    for (const s of graph.statefulStreams()) state[s.name] = s.checkpointState();
+    for (const s of this.ssc.graph.statefulStreams()) state[s.name] = s.checkpointState();
+    return this.snapshotWith(time, state);
+  }
+
+  /** As snapshot(), copying large state in ~15 ms slices; nothing may update the state until it resolves. */
+  private async snapshotSliced(time: number): Promise<CheckpointData> {
+    const data = this.snapshotWith(time, {});
+    for (const s of this.ssc.graph.statefulStreams()) data.state[s.name] = await runSliced(stateSliced(s));
+    return data;
+  }
+
+  private snapshotWith(time: number, state: Record<string, unknown>): CheckpointData {
+    const graph = this.ssc.graph;
     let positions = this.positionsAt.get(time);
     if (positions === undefined) {
       // Not captured (batch generated before this checkpointer existed): the current positions are the best known.
@@ -190,11 +217,16 @@ export class Checkpointer {
   }
 
   private enqueue(time: number): void {
-    // Encoded now, while the batch loop waits for this hook, so the bytes are a consistent snapshot;
-    // written in the background. If writes fall behind, only the newest snapshot waits (older ones are moot).
-    const data = this.snapshot(time);
-    this.queued = { batchTime: time, lastCompleted: data.lastCompletedBatch, bytes: encodeCheckpoint(data), positions: data.positions };
     this.lastWrittenTime = time;
+    this.enqueueData(this.snapshot(time));
+  }
+
+  private enqueueData(data: CheckpointData): void {
+    // The snapshot holds fresh entry arrays that later batches do not touch (the engine replaces state
+    // values, it does not mutate them), so it stays as of its batch while it is encoded in slices and
+    // written in the background, batches running meanwhile.
+    // If encoding or writing falls behind, only the newest snapshot waits (older ones are moot).
+    this.queued = data;
     if (!this.inFlight) this.inFlight = this.drain().finally(() => (this.inFlight = undefined));
   }
 
@@ -204,13 +236,16 @@ export class Checkpointer {
       if (!job) return;
       this.queued = undefined;
       try {
-        await this.store.writeEncoded(job.batchTime, job.bytes);
+        // Encoded in ~15 ms slices: 1M keys of state must not hold the event loop (kernel shell, displays).
+        const bytes = await runSliced(encodeCheckpointSliced(job));
+        await this.store.writeEncoded(job.batchTime, bytes);
         this.written++;
         // Only now is everything through this batch durable elsewhere: the log may forget it.
-        if (job.lastCompleted !== undefined) this.blockLog?.checkpointed(job.lastCompleted);
-        if (job.lastCompleted !== undefined) {
+        const lastCompleted = job.lastCompletedBatch;
+        if (lastCompleted !== undefined) this.blockLog?.checkpointed(lastCompleted);
+        if (lastCompleted !== undefined) {
           // Batch selections are kept back to the oldest checkpoint kept, so a fallback replays exactly too.
-          this.durable.push(job.lastCompleted);
+          this.durable.push(lastCompleted);
           while (this.durable.length > this.keep) this.durable.shift();
           if (this.durable.length >= this.keep) this.batchLog.checkpointed(this.durable[0]!);
         }
@@ -235,7 +270,7 @@ export class Checkpointer {
 
   /** Resolves when every checkpoint asked for so far is on disk. */
   async flush(): Promise<void> {
-    while (this.inFlight) await this.inFlight;
+    while (this.snapshotting || this.inFlight) await (this.snapshotting ?? this.inFlight)?.catch(() => {});
   }
 
   /** The last write error, if the latest attempt failed. */
@@ -248,4 +283,24 @@ export class Checkpointer {
     this.lastWrittenTime = loaded.data.batchTime;
     if (loaded.data.lastCompletedBatch !== undefined) this.durable.push(loaded.data.lastCompletedBatch);
   }
+}
+
+/**
+ * A stream's checkpointState(), for updateStateByKey copied a chunk of keys at a time (the one-piece
+ * `[...map]` holds the loop ~300 ms per 1M keys). Iterates the live state: the caller keeps batches out.
+ */
+function* stateSliced(s: StatefulDStream<unknown, unknown>): Sliced<unknown> {
+  if (!(s instanceof StateDStream)) return s.checkpointState();
+  // The same value as StateDStream.checkpointState(): { entries: [key, state][] }.
+  const rdd = s.state() as RDD<[unknown, unknown]>;
+  const m = yield* rdd.keyedGen();
+  if (!m) return { entries: rdd.collect() };
+  const entries: [unknown, unknown][] = new Array<[unknown, unknown]>(m.size);
+  let i = 0;
+  for (const e of m.entries()) {
+    entries[i++] = e; // the iterator hands out a fresh [key, value] array each time
+    if ((i & (CHUNK - 1)) === 0) yield;
+  }
+  entries.length = i;
+  return { entries };
 }

@@ -1,6 +1,7 @@
 // The checkpoint file format: one JSON header line (format, version, batch time, SHA-256 of the body)
 // followed by a JSON body. Data only: values are plain JSON plus tagged Map/Set/Date/bigint; code is refused.
 import { createHash } from "node:crypto";
+import { runSync, type Sliced } from "../slicing.js";
 
 export const CHECKPOINT_FORMAT = "streambook-checkpoint";
 export const CHECKPOINT_VERSION = 1;
@@ -151,15 +152,97 @@ function sha256(buf: Buffer): string {
 
 /** Serialise a checkpoint to the bytes of one file. */
 export function encodeCheckpoint(data: CheckpointData): Buffer {
-  const body = Buffer.from(encodeValue(data), "utf8");
+  return runSync(encodeCheckpointSliced(data));
+}
+
+/** Array elements (or Map/Set entries) stringified in one piece between two yields. */
+const ELEMENTS_PER_PIECE = 2048;
+/** Text gathered before it becomes bytes and goes through the hash. */
+const TEXT_PER_CHUNK = 1 << 20;
+
+function isPlainObject(v: object): v is Record<string, unknown> {
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return (proto === Object.prototype || proto === null) && typeof (v as { toJSON?: unknown }).toJSON !== "function";
+}
+
+/**
+ * As encodeCheckpoint, as a generator that yields every few thousand array elements, so runSliced can
+ * give the event loop turns while 1M keys of state are encoded. The bytes are exactly encodeCheckpoint's:
+ * containers are walked in JSON.stringify's order and everything small goes through encodeValue, whose
+ * tagging does not depend on where a value sits (only error messages name the key).
+ */
+export function* encodeCheckpointSliced(data: CheckpointData): Sliced<Buffer> {
+  const hash = createHash("sha256");
+  const chunks: Buffer[] = [];
+  let bodyBytes = 0;
+  let text = "";
+  const flush = () => {
+    if (text.length === 0) return;
+    const b = Buffer.from(text, "utf8");
+    text = "";
+    hash.update(b);
+    chunks.push(b);
+    bodyBytes += b.length;
+  };
+  const emit = (s: string) => {
+    text += s;
+    if (text.length >= TEXT_PER_CHUNK) flush();
+  };
+  // Containers being walked: a cycle would make JSON.stringify throw, and must not loop here.
+  const open = new Set<object>();
+  function* elements(items: unknown[]): Sliced<void> {
+    for (let i = 0; i < items.length; i += ELEMENTS_PER_PIECE) {
+      if (i > 0) emit(",");
+      const piece = i === 0 && items.length <= ELEMENTS_PER_PIECE ? items : items.slice(i, i + ELEMENTS_PER_PIECE);
+      // A piece of a plain array is a plain array: stringified whole and unwrapped, it reads as the elements.
+      yield* value(piece, true);
+    }
+  }
+  function* value(v: unknown, unwrap = false): Sliced<void> {
+    if (v !== null && typeof v === "object" && !unwrap) {
+      if (open.has(v)) throw new CheckpointSerializationError("checkpoint: state holds a circular reference; checkpoints store trees of data only");
+      const big = Array.isArray(v) ? v.length > ELEMENTS_PER_PIECE : v instanceof Map || v instanceof Set ? v.size > ELEMENTS_PER_PIECE : isPlainObject(v);
+      if (big) {
+        open.add(v);
+        if (Array.isArray(v)) {
+          emit("[");
+          yield* elements(v);
+          emit("]");
+        } else if (v instanceof Map || v instanceof Set) {
+          // What the replacer makes of them: {"$sb":"Map","v":[...entries]}.
+          emit(`{"${TAG}":"${v instanceof Map ? "Map" : "Set"}","v":[`);
+          yield* elements([...(v as Map<unknown, unknown> | Set<unknown>)]);
+          emit("]}");
+        } else {
+          emit("{");
+          let first = true;
+          for (const k of Object.keys(v)) {
+            const p = (v as Record<string, unknown>)[k];
+            // Plain JSON drops these; encodeValue tags undefined and refuses code, as the whole-value path does.
+            emit(`${first ? "" : ","}${JSON.stringify(k)}:`);
+            first = false;
+            yield* value(p);
+          }
+          emit("}");
+        }
+        open.delete(v);
+        return;
+      }
+    }
+    const s = encodeValue(v);
+    emit(unwrap ? s.slice(1, -1) : s);
+    yield;
+  }
+  yield* value(data);
+  flush();
   const header: Header = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     batchTime: data.batchTime,
-    bodyBytes: body.length,
-    sha256: sha256(body),
+    bodyBytes,
+    sha256: hash.digest("hex"),
   };
-  return Buffer.concat([Buffer.from(JSON.stringify(header) + "\n", "utf8"), body]);
+  return Buffer.concat([Buffer.from(JSON.stringify(header) + "\n", "utf8"), ...chunks]);
 }
 
 /**
