@@ -1,13 +1,16 @@
 // Kill and recover, as a kernel: the real streambook kernel runs a checkpointed stateful word count over a
-// file source (cells with StreamingContext.getOrCreate), is SIGKILLed after chosen batches' outputs appear,
-// and a new kernel runs the same cells; the final output must equal that of an uninterrupted kernel exactly.
+// file source, and separately over a Redis stream (cells with StreamingContext.getOrCreate), is SIGKILLed
+// after chosen batches' outputs appear, and a new kernel runs the same cells; every batch's output must
+// equal that of an uninterrupted kernel exactly.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KernelClient, type KernelSpec, type Message } from "../cli/client.js";
+import { connect } from "../engine/sources/redis.js";
 import { mulberry32 } from "./fixtures/recovery-harness.js";
+import { RedisTestServer } from "./support/redis-server.js";
 
 const ROOT = path.resolve(__dirname, "..");
 const BATCHES = 50;
@@ -46,22 +49,31 @@ interface Run {
   cells: [string, string];
 }
 
-function stage(dir: string): void {
+const LINES_PER_BATCH = 100;
+
+/** The same input every run: BATCHES batches of LINES_PER_BATCH lines of 6 words. */
+function batchLines(): string[][] {
   const rng = mulberry32(11);
-  fs.mkdirSync(dir, { recursive: true });
+  const batches: string[][] = [];
   for (let k = 1; k <= BATCHES; k++) {
     const lines: string[] = [];
-    for (let l = 0; l < 100; l++) {
+    for (let l = 0; l < LINES_PER_BATCH; l++) {
       const words: string[] = [];
       for (let w = 0; w < 6; w++) words.push(`w${Math.floor(rng() * rng() * 200)}`);
       lines.push(words.join(" "));
     }
-    fs.writeFileSync(path.join(dir, `input-${String(k).padStart(4, "0")}.txt`), lines.join("\n"));
+    batches.push(lines);
   }
+  return batches;
+}
+
+function stage(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  batchLines().forEach((lines, i) => fs.writeFileSync(path.join(dir, `input-${String(i + 1).padStart(4, "0")}.txt`), lines.join("\n")));
 }
 
 /** A run's folders (input files staged) and its two cells: define-or-recover, then drive the batches. */
-function makeRun(name: string): Run {
+function makeRun(name: string, redisUrl?: string): Run {
   const base = path.join(work, name);
   const [ckpt, staging, input, out] = ["ckpt", "staging", "input", "out"].map((d) => path.join(base, d)) as [string, string, string, string];
   stage(staging);
@@ -71,11 +83,15 @@ function makeRun(name: string): Run {
 import * as fs from "node:fs";
 import * as path from "node:path";
 const dirs = ${JSON.stringify({ ckpt, staging, input, out })};
+let source: RedisInputDStream | undefined;
 function setup(): StreamingContext {
   const ctx = new StreamingContext(sc, 1000, { clock: "manual" });
   ctx.checkpoint(dirs.ckpt, { interval: 1000 });
   // The input folder starts empty, so every file in it is new, even one moved in before the first checkpoint.
-  ctx.textFileStream(dirs.input, { newFilesOnly: false, name: "lines" })
+  ${redisUrl === undefined
+    ? `ctx.textFileStream(dirs.input, { newFilesOnly: false, name: "lines" })`
+    : `(source = redisStream(ctx, { url: ${JSON.stringify(redisUrl)}, streams: ${JSON.stringify(`in-${name}`)}, startId: "0", count: ${LINES_PER_BATCH}, name: "lines" }))
+    .map((entry) => String(entry.fields.line))`}
     .flatMap((line) => line.split(" "))
     .filter((w) => w.length > 0)
     .map((w) => [w, 1] as [string, number])
@@ -93,6 +109,7 @@ while (job.now() < ${BATCHES * 1000}) {
   // The next batch's file goes in just before its batch (after a crash it may be there already).
   const name = \`input-\${String(job.now() / 1000 + 1).padStart(4, "0")}.txt\`;
   if (fs.existsSync(path.join(dirs.staging, name))) fs.renameSync(path.join(dirs.staging, name), path.join(dirs.input, name));
+  await source?.sync(); // Redis: everything in the stream is buffered, so each batch takes exactly its lines
   await job.advance(1000);
   await new Promise((resolve) => setTimeout(resolve, ${DELAY_MS})); // room for a kill between batches
 }
@@ -202,38 +219,58 @@ afterAll(() => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-describe("kill and recover a kernel (textFileStream, updateStateByKey, saveAsTextFiles in cells)", () => {
-  it(`SIGKILLed at ${KILLS} points and re-run with getOrCreate in a new kernel, it ends with exactly the uninterrupted output`, async () => {
-    const reference = makeRun("reference");
-    expect(await runToEnd(reference)).toContain("fresh");
-    const expected = outputOf(reference.out, BATCHES);
-    expect(expected.length).toBeGreaterThan(100);
+/** Kills the victim run at KILLS points, recovering each time; every batch's output must equal the reference's. */
+async function killAndRecover(reference: Run, victim: Run): Promise<void> {
+  expect(await runToEnd(reference)).toContain("fresh");
+  const expected = outputOf(reference.out, BATCHES);
+  expect(expected.length).toBeGreaterThan(100);
 
-    const victim = makeRun("victim");
-    const rng = mulberry32(5);
-    const log: string[] = [];
-    let progress = 0;
-    for (let i = 0; i < KILLS; i++) {
-      // After the next batch's output or the one after; at once, or a moment later (mid-batch, mid-checkpoint).
-      const killAt = progress + 1 + Math.floor(rng() * 2);
-      const delayMs = i % 2 === 0 ? 0 : Math.floor(rng() * DELAY_MS * 1.5);
-      const said = await runAndKill(victim, killAt, delayMs);
-      progress = highestOutput(victim.out);
-      expect(progress).toBeGreaterThanOrEqual(killAt);
-      expect(progress).toBeLessThan(BATCHES);
-      log.push(`kill ${i}: after batch ${killAt} + ${delayMs} ms; began ${said.trim()}; outputs up to ${progress}`);
+  const rng = mulberry32(5);
+  const log: string[] = [];
+  let progress = 0;
+  for (let i = 0; i < KILLS; i++) {
+    // After the next batch's output or the one after; at once, or a moment later (mid-batch, mid-checkpoint).
+    const killAt = progress + 1 + Math.floor(rng() * 2);
+    const delayMs = i % 2 === 0 ? 0 : Math.floor(rng() * DELAY_MS * 1.5);
+    const said = await runAndKill(victim, killAt, delayMs);
+    progress = highestOutput(victim.out);
+    expect(progress).toBeGreaterThanOrEqual(killAt);
+    expect(progress).toBeLessThan(BATCHES);
+    log.push(`kill ${i}: after batch ${killAt} + ${delayMs} ms; began ${said.trim()}; outputs up to ${progress}`);
+  }
+  const last = await runToEnd(victim);
+  log.push(`last: began ${last.trim()}`);
+  // Every batch has its output, and each equals the reference's: a batch generated again after a crash
+  // reads exactly the input it read the first time (its input selection was logged before it ran).
+  const differing: number[] = [];
+  for (let b = 1; b <= BATCHES; b++) if (JSON.stringify(outputOf(victim.out, b)) !== JSON.stringify(outputOf(reference.out, b))) differing.push(b);
+  log.push(`intermediate outputs that differ from the reference's: ${differing.join(", ") || "none"}`);
+  if (process.env.SB_KILL_LOG) console.log(log.join("\n"));
+  // Every kernel after the first recovered from a checkpoint.
+  expect(log.filter((l) => l.includes("began recovered")).length).toBe(KILLS);
+  expect(differing).toEqual([]);
+  expect(outputOf(victim.out, BATCHES)).toEqual(expected);
+}
+
+describe("kill and recover a kernel (updateStateByKey and saveAsTextFiles in cells)", () => {
+  it(`over textFileStream: SIGKILLed at ${KILLS} points and re-run with getOrCreate in a new kernel, every output equals an uninterrupted run's`, async () => {
+    await killAndRecover(makeRun("reference"), makeRun("victim"));
+  }, 300_000);
+
+  it(`over a Redis stream (real redis-server): SIGKILLed at ${KILLS} points, every output equals an uninterrupted run's`, async () => {
+    const server = await RedisTestServer.start();
+    const redis = connect({ url: server.url });
+    try {
+      const lines = batchLines().flat();
+      for (const name of ["redis-reference", "redis-victim"]) {
+        const pipeline = redis.pipeline();
+        for (const line of lines) pipeline.xadd(`in-${name}`, "*", "line", line);
+        await pipeline.exec();
+      }
+      await killAndRecover(makeRun("redis-reference", server.url), makeRun("redis-victim", server.url));
+    } finally {
+      redis.disconnect();
+      await server.stop();
     }
-    const last = await runToEnd(victim);
-    log.push(`last: began ${last.trim()}`);
-    // Every batch has its output, and each equals the reference's: a batch generated again after a crash
-    // reads exactly the files it read the first time (its input selection was logged before it ran).
-    const differing: number[] = [];
-    for (let b = 1; b <= BATCHES; b++) if (JSON.stringify(outputOf(victim.out, b)) !== JSON.stringify(outputOf(reference.out, b))) differing.push(b);
-    log.push(`intermediate outputs that differ from the reference's: ${differing.join(", ") || "none"}`);
-    if (process.env.SB_KILL_LOG) console.log(log.join("\n"));
-    // Every kernel after the first recovered from a checkpoint.
-    expect(log.filter((l) => l.includes("began recovered")).length).toBe(KILLS);
-    expect(differing).toEqual([]);
-    expect(outputOf(victim.out, BATCHES)).toEqual(expected);
   }, 300_000);
 });
