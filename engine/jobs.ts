@@ -109,15 +109,23 @@ export class JobScheduler {
     info.schedulingDelay = info.processingStartTime - info.submissionTime;
     this.bus.post("onBatchStarted", { batchInfo: { ...info } });
     const isCancelled = () => this.cancelled;
+    // A batch abandoned by a plain stop is not completed: no completion event, no checkpoint through it.
+    // It stays pending (in the batch log and in later checkpoints), so recovery runs it again whole.
+    let abandoned = false;
     for (const job of set.jobs) {
-      if (this.cancelled) break;
+      if (this.cancelled) {
+        abandoned = true;
+        break;
+      }
       const op: OutputOperationInfo = { batchTime: set.time, id: job.outputId, name: job.name, description: job.description, startTime: Date.now() };
       this.bus.post("onOutputOperationStarted", { outputOperationInfo: { ...op } });
       try {
         await job.run(isCancelled);
       } catch (e) {
-        if (e instanceof CancelledError) op.failureReason = e.message;
-        else {
+        if (e instanceof CancelledError) {
+          op.failureReason = e.message;
+          abandoned = true;
+        } else {
           op.failureReason = errorMessage(e);
           info.failureReason ??= op.failureReason;
           this.hooks.onError(e);
@@ -128,6 +136,7 @@ export class JobScheduler {
       (info.outputOperationInfos as Record<number, OutputOperationInfo>)[op.id] = op;
       this.bus.post("onOutputOperationCompleted", { outputOperationInfo: { ...op } });
     }
+    if (abandoned) return;
     info.processingEndTime = Date.now();
     info.processingDelay = info.processingEndTime - info.processingStartTime;
     info.totalDelay = info.processingEndTime - info.submissionTime;
