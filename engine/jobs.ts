@@ -40,6 +40,8 @@ export interface JobSet {
   time: number;
   jobs: GeneratedJob[];
   info: BatchInfo;
+  /** Settles when the batch may run its jobs (its input selection is durable); never rejects. */
+  ready?: Promise<void>;
 }
 
 export interface JobSchedulerHooks {
@@ -60,10 +62,10 @@ export class JobScheduler {
     private readonly hooks: JobSchedulerHooks,
   ) {}
 
-  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>): void {
+  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>, ready?: Promise<void>): void {
     const numRecords = Object.values(streamIdToNumRecords).reduce((a, b) => a + b, 0);
     const info: BatchInfo = { batchTime: time, numRecords, submissionTime: Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
-    this.queue.push({ time, jobs, info });
+    this.queue.push({ time, jobs, info, ready });
     this.bus.post("onBatchSubmitted", { batchInfo: { ...info } });
     if (!this.loop) {
       this.loop = this.drain()
@@ -104,6 +106,8 @@ export class JobScheduler {
   }
 
   private async runJobSet(set: JobSet): Promise<void> {
+    // What the batch took is durable before any of its output runs (the log's fsync ran meanwhile).
+    if (set.ready) await set.ready;
     const info = set.info;
     info.processingStartTime = Date.now();
     info.schedulingDelay = info.processingStartTime - info.submissionTime;

@@ -3,7 +3,7 @@
 // JobScheduler. Batch times are aligned to multiples of the batch interval; none is ever skipped.
 
 import type { Clock } from "./clock.js";
-import type { DStreamGraph } from "./graph.js";
+import type { DStreamGraph, GeneratedJob } from "./graph.js";
 import type { JobScheduler } from "./jobs.js";
 
 export class JobGenerator {
@@ -20,6 +20,8 @@ export class JobGenerator {
     /** Called for each batch time before its jobs are generated (e.g. receivers hand over their blocks). */
     private readonly beforeGenerate: (time: number) => void,
     private readonly onError: (e: unknown) => void,
+    /** Called once a batch is generated; what it returns (a log becoming durable) must settle before the batch's jobs run. */
+    private readonly afterGenerate: (time: number) => Promise<void> | undefined = () => undefined,
   ) {}
 
   /** The first batch time after `now`: the next multiple of the batch interval. */
@@ -57,17 +59,20 @@ export class JobGenerator {
 
   /** Generates one batch now, whatever the clock says (recovery and graceful stop use it). */
   generate(time: number): void {
+    let jobs: GeneratedJob[] = [];
+    let records: Record<number, number> = {};
     try {
       this.beforeGenerate(time);
-      const jobs = this.graph.generateJobs(time);
-      this.lastGeneratedTime = time;
-      this.scheduler.submit(time, jobs, this.graph.inputRecords(time));
+      jobs = this.graph.generateJobs(time);
+      records = this.graph.inputRecords(time);
     } catch (e) {
       // A user function that runs while the batch is defined (e.g. inside transform) fails the batch.
-      this.lastGeneratedTime = time;
+      jobs = [];
+      records = {};
       this.onError(e);
-      this.scheduler.submit(time, [], {});
     }
+    this.lastGeneratedTime = time;
+    this.scheduler.submit(time, jobs, records, this.afterGenerate(time));
   }
 
   private schedule(): void {

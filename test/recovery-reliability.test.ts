@@ -1,14 +1,19 @@
 // Data safety under stops and crashes, through real processes on a private build of the engine:
-// a plain stop in the middle of a sliced state update leaves the batch wholly applied or not at all,
-// in memory and in every checkpoint, also after a restart and after getOrCreate.
+// - a plain stop in the middle of a sliced state update leaves the batch wholly applied or not at all,
+//   in memory and in every checkpoint, also after a restart and after getOrCreate;
+// - once the context has started with a checkpoint directory, a SIGKILL at any moment loses nothing, even
+//   before the first checkpoint and for files that arrive while the program is down (the batch log
+//   records where each source started); a pipeline without state does not run completed batches again;
+// - a batch log whose checkpoint files were deleted is refused with a named error, not half-recovered.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildEngine } from "./fixtures/recovery-build.js";
-import { runOnce } from "./fixtures/recovery-harness.js";
+import { killRepeatedly, mulberry32, runOnce } from "./fixtures/recovery-harness.js";
 
 const STOP_FIXTURE = path.resolve(__dirname, "fixtures", "recovery-stop.js");
+const META_FIXTURE = path.resolve(__dirname, "fixtures", "recovery-metadata.js");
 
 let work: string;
 let dist: string;
@@ -58,5 +63,124 @@ describe("a plain stop during a sliced updateStateByKey / mapWithState over 200k
     const recovered = await runToEnd([STOP_FIXTURE, ckpt, "recover"]);
     expect(recovered.get("restored")).toEqual(["600000 600000"]);
     expect(recovered.get("final")).toEqual(["800000 800000"]);
+  }, 60_000);
+});
+
+/** Lines of words; every file has words of its own and shared ones. */
+function fileText(name: string, rng: () => number): string {
+  const lines: string[] = [];
+  for (let l = 0; l < 20; l++) {
+    const words: string[] = [`${name}-${l}`];
+    for (let w = 0; w < 6; w++) words.push(`w${Math.floor(rng() * rng() * 60)}`);
+    lines.push(words.join(" "));
+  }
+  return lines.join("\n") + "\n";
+}
+
+function wordCounts(texts: string[]): string[] {
+  const m = new Map<string, number>();
+  for (const t of texts) for (const w of t.split(/\s+/).filter(Boolean)) m.set(w, (m.get(w) ?? 0) + 1);
+  return [...m].map(([w, n]) => `(${w},${n})`).sort();
+}
+
+function readParts(dir: string): string[] {
+  return fs
+    .readdirSync(dir)
+    .filter((n) => n.startsWith("part-"))
+    .flatMap((p) => fs.readFileSync(path.join(dir, p), "utf8").split("\n").filter((l) => l.length > 0))
+    .sort();
+}
+
+/** A run's directories: `batches` files staged (one per batch), an input folder holding a file from before the start. */
+function stageRun(name: string, batches: number): { ckpt: string; staging: string; input: string; out: string; base: string; texts: string[] } {
+  const base = path.join(work, name);
+  const [ckpt, staging, input, out] = ["ckpt", "staging", "input", "out"].map((d) => path.join(base, d)) as [string, string, string, string];
+  for (const d of [staging, input, out]) fs.mkdirSync(d, { recursive: true });
+  const rng = mulberry32(name.length * 7919);
+  const texts: string[] = [];
+  for (let k = 1; k <= batches; k++) {
+    const text = fileText(`f${k}`, rng);
+    texts.push(text);
+    fs.writeFileSync(path.join(staging, `input-${String(k).padStart(4, "0")}.txt`), text);
+  }
+  // There before the first start: a new-files-only stream must never count it.
+  fs.writeFileSync(path.join(input, "before-start.txt"), "old old old\n");
+  return { ckpt, staging, input, out, base, texts };
+}
+
+/** Moves a file into `input` the way producers must (complete, by rename), while the program is down. */
+function arriveWhileDown(run: { base: string; input: string; texts: string[] }, name: string): void {
+  const text = fileText(name, mulberry32(name.length * 31 + run.texts.length));
+  fs.writeFileSync(path.join(run.base, name), text);
+  fs.renameSync(path.join(run.base, name), path.join(run.input, name));
+  run.texts.push(text);
+}
+
+describe("a SIGKILL at any moment after start loses nothing (default checkpoint interval: most kills come before any checkpoint)", () => {
+  it("stateful word count over textFileStream, killed at 8 points with files arriving while down, ends with every file counted once", async () => {
+    const BATCHES = 24;
+    const run = stageRun("kill-stateful", BATCHES);
+    const args = [META_FIXTURE, run.ckpt, run.staging, run.input, run.out, String(BATCHES), "25", "stateful"];
+    const log = await killRepeatedly(args, dist, {
+      kills: 8,
+      batches: BATCHES,
+      delayMs: 25,
+      seed: 11,
+      between: (i) => arriveWhileDown(run, `down-${i}.txt`),
+    });
+    if (process.env.SB_KILL_LOG) console.log(log.join("\n"));
+    const last = await runOnce(args, dist, undefined);
+    expect(last.stderr).toBe("");
+    expect(last.lines.at(-1)).toBe("DONE");
+    // Several kills came before any checkpoint file existed (the first is written at 10 s of batch time).
+    expect(log.filter((l) => l.includes('"checkpointTime":0')).length + log.filter((l) => l.includes("-> fresh")).length).toBeGreaterThanOrEqual(2);
+    expect(readParts(path.join(run.out, `counts-${BATCHES * 1000}`))).toEqual(wordCounts(run.texts));
+  }, 110_000);
+
+  it("a pipeline without state resumes after its last completed batch: none runs twice, the file that arrived while down is read", async () => {
+    const run = stageRun("kill-stateless", 10);
+    const args = (hang: number, batches: number) => [META_FIXTURE, run.ckpt, run.staging, run.input, run.out, String(batches), "0", "stateless", String(hang)];
+    // Killed while batch 6000 is the last completed one: no checkpoint file yet, only the batch log.
+    const first = await runOnce(args(6000, 10), dist, { afterBatch: 6000, delayMs: 0 });
+    expect(first.signal).toBe("SIGKILL");
+    expect(fs.readdirSync(run.ckpt).filter((n) => n.endsWith(".sbcp"))).toEqual([]);
+    arriveWhileDown(run, "down.txt");
+    const second = await runOnce(args(-1, 10), dist, undefined);
+    expect(second.stderr).toBe("");
+    expect(second.lines.at(-1)).toBe("DONE");
+    expect(JSON.parse(second.lines[0]!.replace(/^recovered /, ""))).toEqual({ checkpointTime: 0, pending: [], skipped: [1000, 2000, 3000, 4000, 5000, 6000] });
+    const journal = fs.readFileSync(path.join(run.out, "journal.txt"), "utf8").split("\n").filter(Boolean);
+    // Each batch ran once...
+    const ends = journal.filter((l) => l.endsWith(" .")).map((l) => Number(l.split(" ")[0]));
+    expect(ends).toEqual([1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]);
+    // ...and every line of every file (the one from before the start excepted) was read exactly once.
+    const read = journal.filter((l) => !l.endsWith(" .")).map((l) => l.slice(l.indexOf(" ") + 1)).sort();
+    expect(read).toEqual(run.texts.flatMap((t) => t.split("\n").filter(Boolean)).sort());
+  }, 60_000);
+});
+
+describe("checkpoint files deleted while batches/ is kept", () => {
+  it("recovers exactly while the log still reaches back to the start, and refuses with CheckpointMissingError once it does not", async () => {
+    const run = stageRun("deleted", 50);
+    const args = (hang: number) => [META_FIXTURE, run.ckpt, run.staging, run.input, run.out, "50", "0", "stateful", String(hang)];
+    const deleteCheckpoints = () => {
+      const files = fs.readdirSync(run.ckpt).filter((n) => n.endsWith(".sbcp"));
+      for (const f of files) fs.rmSync(path.join(run.ckpt, f));
+      return files.length;
+    };
+    // One checkpoint (10 s) so far: the batch log still holds everything since the first start.
+    const first = await runOnce(args(15000), dist, { afterBatch: 15000, delayMs: 0 });
+    expect(first.signal).toBe("SIGKILL");
+    expect(deleteCheckpoints()).toBe(1);
+    const second = await runOnce(args(45000), dist, { afterBatch: 45000, delayMs: 0 });
+    expect(second.stderr).toBe("");
+    expect(second.lines[0]).toMatch(/^recovered \{"checkpointTime":0,/);
+    expect(readParts(path.join(run.out, "counts-45000"))).toEqual(wordCounts(run.texts.slice(0, 45)));
+    // Checkpoints at 25, 35 and 45 s since: the log no longer reaches back to where the sources started.
+    expect(deleteCheckpoints()).toBe(2);
+    const third = await runOnce(args(-1), dist, undefined);
+    expect(third.code).toBe(1);
+    expect(third.stderr).toMatch(/CheckpointMissingError: checkpoint: .*batches logs batches from \d+ ms on, but no checkpoint file/);
+    expect(third.lines).toEqual([]);
   }, 60_000);
 });
