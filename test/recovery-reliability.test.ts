@@ -4,7 +4,9 @@
 // - once the context has started with a checkpoint directory, a SIGKILL at any moment loses nothing, even
 //   before the first checkpoint and for files that arrive while the program is down (the batch log
 //   records where each source started); a pipeline without state does not run completed batches again;
-// - a batch log whose checkpoint files were deleted is refused with a named error, not half-recovered.
+// - a batch log whose checkpoint files were deleted is refused with a named error, not half-recovered;
+// - checkpoint writes that fail (a file-size limit, as a full disk) leave no temp files, and old ones go.
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -14,6 +16,7 @@ import { killRepeatedly, mulberry32, runOnce } from "./fixtures/recovery-harness
 
 const STOP_FIXTURE = path.resolve(__dirname, "fixtures", "recovery-stop.js");
 const META_FIXTURE = path.resolve(__dirname, "fixtures", "recovery-metadata.js");
+const DISKFULL_FIXTURE = path.resolve(__dirname, "fixtures", "recovery-diskfull.js");
 
 let work: string;
 let dist: string;
@@ -182,5 +185,39 @@ describe("checkpoint files deleted while batches/ is kept", () => {
     expect(third.code).toBe(1);
     expect(third.stderr).toMatch(/CheckpointMissingError: checkpoint: .*batches logs batches from \d+ ms on, but no checkpoint file/);
     expect(third.lines).toEqual([]);
+  }, 60_000);
+});
+
+describe("checkpoint writes that fail half way (a file-size limit stands in for a full disk)", () => {
+  it("leave no .tmp-checkpoint files; those of dead processes go at start; the batch log still recovers everything", async () => {
+    const ckpt = path.join(work, "diskfull");
+    fs.mkdirSync(ckpt, { recursive: true });
+    // A temp file a process that no longer runs left behind.
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    const stale = path.join(ckpt, `.tmp-checkpoint-${dead.stdout}-leftover`);
+    fs.writeFileSync(stale, "torn");
+    // RLIMIT_FSIZE below one checkpoint (2,000 keys): each write fails with EFBIG part way, as ENOSPC would.
+    const limited = await new Promise<{ lines: string[]; stderr: string; code: number | null }>((resolve) => {
+      const child = spawn("prlimit", ["--fsize=16384", process.execPath, DISKFULL_FIXTURE, ckpt, "6"], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, SB_DIST: dist },
+      });
+      let out = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("exit", (code) => resolve({ lines: out.split("\n").filter(Boolean), stderr, code }));
+    });
+    expect(limited.stderr).toBe("");
+    expect(limited.code).toBe(0);
+    expect(limited.lines.filter((l) => /^warning checkpoint: could not write to .*EFBIG/.test(l)).length).toBe(6);
+    expect(limited.lines.slice(-2)).toEqual(["tmp 0", "DONE"]);
+    expect(fs.existsSync(stale)).toBe(false);
+    expect(fs.readdirSync(ckpt).filter((n) => n.startsWith(".tmp-checkpoint-") || n.endsWith(".sbcp"))).toEqual([]);
+    // Without the limit: no checkpoint file, but the batch log since the start rebuilds all 6 batches.
+    const again = await runOnce([DISKFULL_FIXTURE, ckpt, "8"], dist, undefined);
+    expect(again.stderr).toBe("");
+    expect(again.lines.filter((l) => l.startsWith("total ")).at(-1)).toBe("total 16000");
+    expect(again.lines.slice(-2)).toEqual(["tmp 0", "DONE"]);
   }, 60_000);
 });

@@ -82,6 +82,8 @@ export class ReceivedBlockLog {
 
   private storeFor(stream: string): BlockStore<unknown> {
     return {
+      // Written at once, in order: one group commit covers every block written before it.
+      concurrentPuts: true,
       // The block enters the queue once a group commit made it durable; the event loop does not wait.
       put: (block) => {
         const rec: BlockRecord = { k: "b", s: stream, r: this.run, i: block.id, t: block.time, items: block.items.slice() };

@@ -151,7 +151,14 @@ export class WriteAheadLog {
     frame.writeUInt32LE(crc32(body), 4);
     body.copy(frame, 8);
     let written = 0;
-    while (written < frame.length) written += fs.writeSync(this.fd!, frame, written);
+    try {
+      while (written < frame.length) written += fs.writeSync(this.fd!, frame, written);
+    } catch (e) {
+      // A frame cut short (a full disk) ends this segment's readable records: never append after it.
+      this.unsynced.add(this.fd!);
+      this.seal();
+      throw e;
+    }
     this.currentBytes += frame.length;
     this.writtenSeq++;
     this.unsynced.add(this.fd!);

@@ -26,6 +26,11 @@ export interface BlockSlice {
 export interface BlockStore<T> {
   put(block: ReceivedBlock<T>): void | Promise<void>;
   allocated?(batchTime: number, slices: readonly BlockSlice[]): void;
+  /**
+   * put() may be called again before the previous put settled (it keeps blocks in call order itself, as
+   * a log whose group commit makes many blocks durable at once). Otherwise puts run one at a time.
+   */
+  concurrentPuts?: boolean;
 }
 
 interface Entry<T> {

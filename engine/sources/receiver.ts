@@ -316,21 +316,37 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
       this.queue.push(block);
       throw e;
     };
-    // put() is called at once, so a log writes blocks in order and one group commit covers many;
-    // blocks still enter the queue in order, each once its own put has settled.
-    let result: void | Promise<void>;
-    try {
-      result = store.put(block);
-    } catch (e) {
-      result = Promise.reject(e);
+    if (this.pendingPuts === 0) {
+      let result: void | Promise<void>;
+      try {
+        result = store.put(block);
+      } catch (e) {
+        try {
+          failed(e);
+        } catch {
+          /* reported */
+        }
+        return Promise.reject(e);
+      }
+      if (!isThenable(result)) {
+        done();
+        return Promise.resolve();
+      }
+      return this.track(Promise.resolve(result).then(done, failed));
     }
-    if (!isThenable(result) && this.pendingPuts === 0) {
-      done();
-      return Promise.resolve();
+    if (store.concurrentPuts) {
+      // put() is called at once (a log writes in order, and one group commit covers many blocks);
+      // blocks still enter the queue in order, each once its own put has settled.
+      let settled: Promise<void>;
+      try {
+        settled = Promise.resolve(store.put(block));
+      } catch (e) {
+        settled = Promise.reject(e);
+      }
+      settled.catch(() => {}); // handled in order below
+      return this.track(this.putChain.then(() => settled).then(done, failed));
     }
-    const settled = Promise.resolve(result);
-    settled.catch(() => {}); // handled in order below
-    return this.track(this.putChain.then(() => settled).then(done, failed));
+    return this.track(this.putChain.then(() => store.put(block)).then(done, failed));
   }
 
   private track(p: Promise<void>): Promise<void> {
