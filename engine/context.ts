@@ -129,6 +129,9 @@ export class StreamingContext {
     this.scheduler = new JobScheduler(this.listenerBus, {
       onError: (e) => this.reportError(e),
       afterBatch: (time) => this.afterBatch(time),
+      refill: () => {
+        if (this._state === "active" && !this.stopping) this.generator.tick();
+      },
     });
     this.generator = new JobGenerator(
       this.clock,
@@ -354,8 +357,7 @@ export class StreamingContext {
       if (this._state !== "active") return;
       await this.sourcesStarted(inputs, started);
       if (this._state !== "active") return;
-      for (const t of pending) this.generator.generate(t);
-      this.generator.start(first);
+      this.generator.start(first, pending);
     })();
     return this.startPromise;
   }
@@ -414,7 +416,9 @@ export class StreamingContext {
         }
       }
       if (options.stopGracefully) {
-        // As Spark's timer does, run the next batch, then more while sources still hold received data.
+        // Batches held back by overload first, then, as Spark's timer does, the next batch, then more
+        // while sources still hold received data.
+        this.generator.generateHeldBack();
         let t = this.generator.upcomingTime;
         let rounds = 0;
         while (t !== undefined && (rounds === 0 || inputs.some((i) => i.hasPendingData())) && rounds < 1000) {

@@ -6,10 +6,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { StreamingContext } from "./context.js";
 import { IllegalArgumentError, InvalidDurationError } from "./errors.js";
-import { presenter, type ChartOptions, type ChartRow } from "./presenter.js";
+import { DEFAULT_CHART_MAX_ROWS, presenter, type ChartOptions, type ChartRow } from "./presenter.js";
 import { formatRecord, JUPYTER_DISPLAY, recordsBundle, RDD, type MimeBundle } from "./rdd.js";
 import { formatTime } from "./duration.js";
-import { runSliced } from "./slicing.js";
+import { CHUNK, runSliced, type Sliced } from "./slicing.js";
 import type { MapWithStateDStream, StateSpec } from "./state.js";
 
 export interface NameOption {
@@ -534,8 +534,11 @@ export abstract class DStream<T> {
    */
   chart(spec: Record<string, unknown>, options: ChartOptions = {}): void {
     const sink = presenter().openChart(spec, options);
-    this.registerOutput("chart", (rdd, time) => {
-      sink.batch(time, rdd.collect().map((r) => toChartRow(r, time)));
+    // append and complete keep only the newest maxRows rows: only those are made, in slices, so a
+    // 1M-record batch feeds a chart without stalling the event loop.
+    const keep = options.mode === "update" ? Infinity : (options.maxRows ?? DEFAULT_CHART_MAX_ROWS);
+    this.registerOutput("chart", async (rdd, time) => {
+      sink.batch(time, await runSliced(chartRows(rdd, time, keep)));
     });
   }
 
@@ -544,6 +547,25 @@ export abstract class DStream<T> {
     this.ssc.graph.addOutputStream(out as ForEachDStream<unknown>);
     presenter().outputDefined(() => this.ssc.graph.removeOutputStream(out as ForEachDStream<unknown>));
   }
+}
+
+/** The chart rows of the last `keep` records of `rdd`. */
+function* chartRows<T>(rdd: RDD<T>, time: number, keep: number): Sliced<ChartRow[]> {
+  const parts = yield* rdd.partsGen();
+  let skip = Math.max(0, parts.reduce((n, p) => n + p.length, 0) - keep);
+  const rows: ChartRow[] = [];
+  for (const p of parts) {
+    if (skip >= p.length) {
+      skip -= p.length;
+      continue;
+    }
+    for (let i = skip; i < p.length; i++) {
+      rows.push(toChartRow(p[i], time));
+      if ((rows.length & (CHUNK - 1)) === 0) yield;
+    }
+    skip = 0;
+  }
+  return rows;
 }
 
 export function toChartRow(r: unknown, time: number): ChartRow {

@@ -49,12 +49,16 @@ export interface JobSchedulerHooks {
   onError(error: unknown): void;
   /** After a batch's jobs: forget old RDDs, write checkpoints. Awaited before the next batch starts. */
   afterBatch(time: number): Promise<void>;
+  /** A batch left the queue: batches held back by overload may be generated now. */
+  refill?(): void;
 }
 
 export class JobScheduler {
   private readonly queue: JobSet[] = [];
   private running?: JobSet;
   private loop?: Promise<void>;
+  /** A drain loop is running (set synchronously, unlike `loop`). */
+  private draining = false;
   private cancelled = false;
 
   constructor(
@@ -62,15 +66,29 @@ export class JobScheduler {
     private readonly hooks: JobSchedulerHooks,
   ) {}
 
-  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>, ready?: Promise<void>): void {
+  /** Generated batches waiting behind the running one. */
+  get queuedBatches(): number {
+    return this.queue.length;
+  }
+
+  /** `dueAt`: when the batch fell due, if generation was held back (its scheduling delay counts from then). */
+  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>, ready?: Promise<void>, dueAt?: number): void {
     const numRecords = Object.values(streamIdToNumRecords).reduce((a, b) => a + b, 0);
-    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
+    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: dueAt ?? Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
     this.queue.push({ time, jobs, info, ready });
     this.bus.post("onBatchSubmitted", { batchInfo: { ...info } });
-    if (!this.loop) {
-      this.loop = this.drain()
-        .catch((e) => this.hooks.onError(e))
-        .finally(() => (this.loop = undefined));
+    if (!this.draining) {
+      // Set before drain() runs: it may submit more (refill) before its first await.
+      this.draining = true;
+      const loop: Promise<void> = this.drain()
+        .catch((e) => {
+          this.draining = false;
+          this.hooks.onError(e);
+        })
+        .finally(() => {
+          if (this.loop === loop) this.loop = undefined;
+        });
+      this.loop = loop;
     }
   }
 
@@ -95,13 +113,19 @@ export class JobScheduler {
   private async drain(): Promise<void> {
     for (;;) {
       const set = this.queue.shift();
-      if (!set) return;
+      if (!set) {
+        this.draining = false;
+        return;
+      }
       this.running = set;
       try {
+        // Room in the queue: batches held back by overload are generated (before this one runs).
+        if (!this.cancelled) this.hooks.refill?.();
         await this.runJobSet(set);
       } finally {
         this.running = undefined;
       }
+      if (!this.cancelled) this.hooks.refill?.();
     }
   }
 

@@ -3,9 +3,12 @@
 
 export type ChartMode = "append" | "update" | "complete";
 
+/** Rows a chart keeps unless its options say otherwise. */
+export const DEFAULT_CHART_MAX_ROWS = 1000;
+
 export interface ChartOptions {
   mode?: ChartMode;
-  /** Rows kept in append mode (default 1000). */
+  /** Rows kept in append mode (default DEFAULT_CHART_MAX_ROWS, 1000). */
   maxRows?: number;
   title?: string;
 }

@@ -1,16 +1,26 @@
 // JobGenerator: when batches happen. It turns clock ticks (a timer on the system clock, advance() on
 // the manual clock) into batch times, asks the graph for each batch's jobs and hands them to the
 // JobScheduler. Batch times are aligned to multiples of the batch interval; none is ever skipped.
+// Under overload it generates a batch only while fewer than maxQueuedBatches wait: the batch times
+// still to generate are a number, not queued data, so memory stays bounded while the scheduling delay
+// grows (as Spark's does); their data waits in the sources, which hold back or pause.
 
 import type { Clock } from "./clock.js";
 import type { DStreamGraph, GeneratedJob } from "./graph.js";
 import type { JobScheduler } from "./jobs.js";
 
+/** Generated batches that may wait behind the running one before generation holds back. */
+export const DEFAULT_MAX_QUEUED_BATCHES = 8;
+
 export class JobGenerator {
   private timer?: NodeJS.Timeout;
   /** The next batch time to generate. */
   private nextTime?: number;
+  /** Batch times to generate before the clock's (recovery's pending batches), oldest first. */
+  private readonly backlog: number[] = [];
   lastGeneratedTime?: number;
+  /** Generated batches that may wait behind the running one; more wait ungenerated. */
+  maxQueuedBatches = DEFAULT_MAX_QUEUED_BATCHES;
 
   constructor(
     private readonly clock: Clock,
@@ -29,15 +39,42 @@ export class JobGenerator {
     return Math.floor(now / this.batchDuration) * this.batchDuration + this.batchDuration;
   }
 
-  start(firstTime: number): void {
+  /** Starts the clock at `firstTime`, after the `backlog` batch times (recovery), which go first. */
+  start(firstTime: number, backlog: readonly number[] = []): void {
     this.nextTime = firstTime;
-    if (this.clock.kind === "system") this.schedule();
+    this.backlog.push(...backlog);
+    this.tick();
   }
 
+  /** Stops generating; batch times not generated yet are dropped (a plain stop). */
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.nextTime = undefined;
+    this.backlog.length = 0;
+  }
+
+  /** Batch times due (or in the backlog) but held back because the scheduler's queue is full. */
+  get heldBack(): number {
+    let n = this.backlog.length;
+    if (this.nextTime !== undefined) {
+      const now = this.clock.now();
+      if (this.nextTime <= now) n += Math.floor((now - this.nextTime) / this.batchDuration) + 1;
+    }
+    return n;
+  }
+
+  /** A graceful stop: generates every batch time held back, regardless of the queue's bound. */
+  generateHeldBack(): void {
+    this.catchUp(Infinity);
+  }
+
+  /** The scheduler has room again: generate what is due, and wait for the clock if nothing is. */
+  tick(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.catchUp();
+    if (this.clock.kind === "system") this.schedule();
   }
 
   get running(): boolean {
@@ -48,17 +85,25 @@ export class JobGenerator {
     return this.nextTime;
   }
 
-  /** Generates every batch whose time is <= the clock's time. */
-  catchUp(): void {
-    while (this.nextTime !== undefined && this.nextTime <= this.clock.now()) {
-      const t = this.nextTime;
-      this.nextTime = t + this.batchDuration;
-      this.generate(t);
+  /** Generates the backlog, then every batch whose time is <= the clock's, while the scheduler's queue has room. */
+  catchUp(maxQueued = this.maxQueuedBatches): void {
+    while (this.scheduler.queuedBatches < maxQueued) {
+      const t = this.backlog.shift();
+      if (t !== undefined) {
+        this.generate(t);
+        continue;
+      }
+      if (this.nextTime === undefined || this.nextTime > this.clock.now()) return;
+      const due = this.nextTime;
+      this.nextTime = due + this.batchDuration;
+      // Held back by overload: it was due at its batch time (so the scheduling delay says how late it runs).
+      const late = this.clock.kind === "system" && this.clock.now() - due > this.batchDuration;
+      this.generate(due, late ? due : undefined);
     }
   }
 
   /** Generates one batch now, whatever the clock says (recovery and graceful stop use it). */
-  generate(time: number): void {
+  generate(time: number, dueAt?: number): void {
     let jobs: GeneratedJob[] = [];
     let records: Record<number, number> = {};
     try {
@@ -72,16 +117,17 @@ export class JobGenerator {
       this.onError(e);
     }
     this.lastGeneratedTime = time;
-    this.scheduler.submit(time, jobs, records, this.afterGenerate(time));
+    this.scheduler.submit(time, jobs, records, this.afterGenerate(time), dueAt);
   }
 
   private schedule(): void {
     if (this.nextTime === undefined) return;
-    const delay = Math.max(0, this.nextTime - this.clock.now());
+    const delay = this.nextTime - this.clock.now();
+    // Due but held back: the scheduler calls tick() when a batch completes, no timer needed.
+    if (delay <= 0 && this.scheduler.queuedBatches >= this.maxQueuedBatches) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.catchUp();
-      this.schedule();
-    }, delay);
+      this.tick();
+    }, Math.max(0, delay));
   }
 }

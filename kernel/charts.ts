@@ -1,7 +1,7 @@
 // Streams to Vega-Lite: keeps a chart's rows across batches (append / update / complete),
 // completes the user's partial spec, and renders it to SVG in-process with vega (no canvas).
 
-import type { ChartMode, ChartOptions, ChartRow } from "../engine/presenter.js";
+import { DEFAULT_CHART_MAX_ROWS, type ChartMode, type ChartOptions, type ChartRow } from "../engine/presenter.js";
 
 /** A Vega-Lite spec as plain JSON (vega-lite's own TopLevelSpec type is too strict for partial user specs). */
 export type VegaLiteSpec = Record<string, unknown>;
@@ -15,7 +15,7 @@ export interface ChartBundle {
 }
 
 export const VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
-export const DEFAULT_MAX_ROWS = 1000;
+export const DEFAULT_MAX_ROWS = DEFAULT_CHART_MAX_ROWS;
 const DEFAULT_WIDTH = 400;
 const DEFAULT_HEIGHT = 200;
 
