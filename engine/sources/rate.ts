@@ -24,7 +24,7 @@ export interface RateStreamOptions {
   maxRowsPerBatch?: number;
   /**
    * Throttle to what the pipeline processes when it cannot keep up (default true): a batch takes at
-   * most what is processed in about 80% of a batch interval; rows not produced yet are owed, not
+   * most what is processed in about 60% of a batch interval; rows not produced yet are owed, not
    * dropped, and come once it catches up. false produces rowsPerSecond regardless.
    */
   throttle?: boolean;
