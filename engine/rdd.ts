@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { EmptyRDDError, IllegalArgumentError, RDDBusyError } from "./errors.js";
 import { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
+import { AccumulatorV2, Broadcast, CollectionAccumulator, DoubleAccumulator, LongAccumulator, type AccumulatorInfo } from "./shared/index.js";
 
 /** The display protocol (as in Deno's kernel): a value with this method renders itself as a MIME bundle. */
 export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
@@ -122,6 +123,15 @@ export class RDD<T> {
       this.op = source.op;
       this.sink = source.sink;
     } else this.gen = source.gen;
+  }
+
+  /** Spark's rdd.sparkContext (and rdd.context): the SparkContext that made this RDD. */
+  get sparkContext(): SparkContext {
+    return this.sc;
+  }
+
+  get context(): SparkContext {
+    return this.sc;
   }
 
   /** Pairs kept in a KeyedMap (unique keys), when this RDD keeps them that way. */
@@ -822,6 +832,52 @@ export class SparkContext {
   union<T>(rdds: RDD<T>[]): RDD<T> {
     if (rdds.length === 0) return this.emptyRDD();
     return (rdds[0] as RDD<T>).union(...rdds.slice(1));
+  }
+
+  // ---- shared variables (Spark's guide, "Shared Variables") -------------------------------------
+
+  private readonly accumulators: AccumulatorV2<unknown, unknown>[] = [];
+
+  /** A read-only value every task can use: `b.value`; `b.unpersist()`, `b.destroy()`. */
+  broadcast<T>(value: T): Broadcast<T> {
+    return new Broadcast(value);
+  }
+
+  /** Registers an accumulator (named ones show in ssc.ui()). */
+  register(acc: AccumulatorV2<unknown, unknown>, name?: string): void {
+    if (name !== undefined) acc.name = name;
+    if (!this.accumulators.includes(acc)) this.accumulators.push(acc);
+  }
+
+  /** Sums integers: `add(n)`, `value`, `sum`, `count`, `avg`. */
+  longAccumulator(name?: string): LongAccumulator {
+    const acc = new LongAccumulator();
+    this.register(acc as AccumulatorV2<unknown, unknown>, name);
+    return acc;
+  }
+
+  /** Sums doubles: `add(x)`, `value`, `sum`, `count`, `avg`. */
+  doubleAccumulator(name?: string): DoubleAccumulator {
+    const acc = new DoubleAccumulator();
+    this.register(acc as AccumulatorV2<unknown, unknown>, name);
+    return acc;
+  }
+
+  /** Collects elements: `add(x)`, `value` (a copy of the list). */
+  collectionAccumulator<T>(name?: string): CollectionAccumulator<T> {
+    const acc = new CollectionAccumulator<T>();
+    this.register(acc as AccumulatorV2<unknown, unknown>, name);
+    return acc;
+  }
+
+  /** The named accumulators registered here, as ssc.ui() shows them. */
+  accumulatorInfos(): AccumulatorInfo[] {
+    return this.accumulators
+      .filter((a) => a.name !== undefined)
+      .map((a) => {
+        const v = a.value;
+        return { id: a.id, name: a.name as string, value: Array.isArray(v) ? `${v.length} elements` : String(v) };
+      });
   }
 
   stop(): void {
