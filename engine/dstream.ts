@@ -756,13 +756,13 @@ export class UnionDStream<T> extends DStream<T> {
   }
 
   compute(time: number): Maybe<RDD<T>> {
-    const rdds: RDD<T>[] = [];
-    for (const p of this.dependencies) {
-      const r = p.getOrCompute(time) as RDD<T> | undefined;
-      if (!r) throw new MissingParentRDDError(`Could not generate RDD from a parent for unifying at time ${formatTime(time)}: ${p} has no RDD then`);
-      rdds.push(r);
+    // As Spark: every parent is asked for its RDD first (sources take their batch), then checked.
+    const rdds = this.dependencies.map((p) => p.getOrCompute(time) as RDD<T> | undefined);
+    const missing = rdds.findIndex((r) => r === undefined);
+    if (missing >= 0) {
+      throw new MissingParentRDDError(`Could not generate RDD from a parent for unifying at time ${formatTime(time)}: ${this.dependencies[missing]} has no RDD then`);
     }
-    return this.ssc.sc.union(rdds);
+    return this.ssc.sc.union(rdds as RDD<T>[]);
   }
 }
 
