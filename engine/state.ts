@@ -561,6 +561,18 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
     return { entries: [...this.stateMap].map(([k, e]) => [k, e.s, e.t]) };
   }
 
+  /** As checkpointState(), a chunk of keys at a time (1M keys in one piece hold the loop ~200 ms). */
+  *checkpointStateSliced(): Sliced<{ entries: [K, S, number][] }> {
+    const entries = new Array<[K, S, number]>(this.stateMap.size);
+    let i = 0;
+    for (const [k, e] of this.stateMap) {
+      entries[i++] = [k, e.s, e.t];
+      if ((i & (CHUNK - 1)) === 0) yield;
+    }
+    entries.length = i;
+    return { entries };
+  }
+
   restoreState(data: unknown): void {
     const d = data as { entries: [K, S, number][] };
     // Keys come back from JSON as new arrays/objects: KeyedMap matches them to later batches' keys by value.
