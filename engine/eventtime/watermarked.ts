@@ -41,7 +41,7 @@ export class WatermarkedDStream<T> extends DStream<T> {
     checkEventWindow("countByEventWindow", windowDuration, slideDuration);
     return new EventWindowDStream<T, K, number>(
       this,
-      { eventTime: (x) => this.eventTime(x), delay: this.delayThreshold, key, value: () => 1 },
+      { eventTime: this.eventTimeFn as (x: T) => number | Date, delay: this.delayThreshold, key, value: () => 1, counting: true },
       (a, b) => a + b,
       windowDuration,
       slideDuration,
@@ -60,7 +60,7 @@ export class WatermarkedDStream<T> extends DStream<T> {
     checkEventWindow("reduceByKeyAndEventWindow", windowDuration, slideDuration);
     return new EventWindowDStream<[K, V], K, V>(
       this,
-      { eventTime: (x) => this.eventTime(x), delay: this.delayThreshold, key: (kv) => kv[0], value: (kv) => kv[1] },
+      { eventTime: this.eventTimeFn as (x: [K, V]) => number | Date, delay: this.delayThreshold, key: (kv) => kv[0], value: (kv) => kv[1] },
       reduceFunc,
       windowDuration,
       slideDuration,
