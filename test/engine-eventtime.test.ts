@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { Minutes, SparkContext, StreamingContext, type BatchInfo, type EventWindowOutputMode, type EventWindowRow } from "../engine/index.js";
+import { Minutes, SparkContext, StreamingContext, setPresenter, type BatchInfo, type ChartRow, type EventWindowOutputMode, type EventWindowRow } from "../engine/index.js";
 import { checkpoint, checkpointerOf } from "../engine/checkpoint/index.js";
 
 interface WordEvent {
@@ -119,6 +119,44 @@ describe("the guide's worked example (10-minute windows sliding every 5 minutes,
     await ssc.stop();
     // Tumbling windows (slide = window); (11:59, apples) is older than the watermark 12:01 and dropped.
     expect(out).toEqual([["12:00-12:10 apples 3", "12:00-12:10 pears 1"], ["12:10-12:20 apples 2"]]);
+  });
+});
+
+describe("charts", () => {
+  it("a chart of an event-window stream puts the window on the x axis and drops evicted windows", async () => {
+    const charts: { spec: Record<string, unknown>; batches: ChartRow[][] }[] = [];
+    setPresenter({
+      openPrint: () => ({ batch: () => {} }),
+      openChart: (spec) => {
+        const c = { spec, batches: [] as ChartRow[][] };
+        charts.push(c);
+        return { batch: (_t, rows) => void c.batches.push(rows) };
+      },
+      outputDefined: () => {},
+    });
+    try {
+      const sc = new SparkContext();
+      const ssc = new StreamingContext(sc, 1000, { clock: "manual" });
+      ssc
+        .queueStream(GUIDE.map((b) => b.slice()))
+        .withWatermark((e) => e.timestamp, Minutes(10))
+        .countByEventWindow((e) => e.word, Minutes(10), Minutes(5))
+        .chart();
+      await ssc.start();
+      await ssc.advance(4000);
+      await ssc.stop();
+      const [chart] = charts;
+      const enc = chart?.spec.encoding as Record<string, { field: string }>;
+      expect(enc.x?.field).toBe("window");
+      expect(enc.y?.field).toBe("value");
+      expect(enc.color?.field).toBe("key");
+      const last = chart?.batches.at(-1) ?? [];
+      // After batch 4 the watermark (12:11) has evicted 12:00-12:10: it left the chart.
+      expect([...new Set(last.map((r) => `${hm(r.windowStart as number)}-${hm(r.windowEnd as number)}`))]).toEqual(["12:05-12:15", "12:10-12:20", "12:15-12:25", "12:20-12:30"]);
+      expect(last.find((r) => r.windowStart === at("12:10") && r.key === "owl")?.value).toBe(2);
+    } finally {
+      setPresenter(undefined);
+    }
   });
 });
 
