@@ -550,9 +550,10 @@ export class RDD<T> {
   reduceByKey<K, V>(this: RDD<[K, V]>, f: (a: V, b: V) => V, numPartitions?: number): RDD<[K, V]> {
     const self = this;
     return this.derive<[K, V]>(function* () {
-      const m = new KeyedMap<K, V>();
+      const m = new CombineBuffer<K, V>();
       yield* self.forEachRecord((kv) => m.merge(kv[0], kv[1], f));
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
+      const out = yield* m.finish();
+      return numPartitions && numPartitions > 1 ? split([...out], numPartitions) : (out as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -565,9 +566,10 @@ export class RDD<T> {
   ): RDD<[K, C]> {
     const self = this;
     return this.derive<[K, C]>(function* () {
-      const m = new KeyedMap<K, C>();
+      const m = new CombineBuffer<K, C>();
       yield* self.forEachRecord((kv) => m.combine(kv[0], kv[1], createCombiner, mergeValue));
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
+      const out = yield* m.finish();
+      return numPartitions && numPartitions > 1 ? split([...out], numPartitions) : (out as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -677,6 +679,47 @@ export class RDD<T> {
 }
 
 const add = (a: number, b: number) => a + b;
+
+/**
+ * A shuffle's combining step: string and number keys (and other primitives) go into a native Map of
+ * boxes, so merging into a key already seen is one lookup and a field write (a KeyedMap's merge is
+ * a get and a set); value keys go through a KeyedMap. finish() hands the result over as a KeyedMap.
+ */
+class CombineBuffer<K, C> {
+  private readonly boxes = new Map<K, { c: C }>();
+  private values?: KeyedMap<K, C>;
+
+  merge(k: K, v: C, f: (a: C, b: C) => C): void {
+    if (typeof k === "object" && k !== null) {
+      (this.values ??= new KeyedMap<K, C>()).merge(k, v, f);
+      return;
+    }
+    const b = this.boxes.get(k);
+    if (b !== undefined) b.c = f(b.c, v);
+    else this.boxes.set(k, { c: v });
+  }
+
+  combine<X>(k: K, x: X, create: (x: X) => C, mergeValue: (c: C, x: X) => C): void {
+    if (typeof k === "object" && k !== null) {
+      (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
+      return;
+    }
+    const b = this.boxes.get(k);
+    if (b !== undefined) b.c = mergeValue(b.c, x);
+    else this.boxes.set(k, { c: create(x) });
+  }
+
+  *finish(): Sliced<KeyedMap<K, C>> {
+    const out = new KeyedMap<K, C>();
+    let n = 0;
+    for (const [k, b] of this.boxes) {
+      out.set(k, b.c);
+      if ((++n & (CHUNK - 1)) === 0) yield;
+    }
+    if (this.values) for (const [k, c] of this.values) out.set(k, c);
+    return out;
+  }
+}
 const newGroup = <W>(w: W): W[] => [w];
 const pushGroup = <W>(g: W[], w: W): W[] => (g.push(w), g);
 
