@@ -133,8 +133,9 @@ function isFlatTuple(k: object): k is unknown[] {
 export class KeyedMap<K, V> implements Iterable<[K, V]> {
   private direct = new Map<K, V>();
   private byValue = new Map<string, Slot<K, V>>();
-  /** Tuple length -> trie whose last level holds the Slot. */
+  /** Tuple length -> trie whose last level holds the Slot (pairs have their own two levels). */
   private tuples = new Map<number, TrieNode>();
+  private pairs = new Map<unknown, Map<unknown, Slot<K, V>>>();
   /** Every value key's slot (trie or string-keyed) in insertion order, for iteration. */
   private valueSlots = new Set<Slot<K, V>>();
 
@@ -149,6 +150,20 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   /** The trie slot of a flat tuple, created (with value v) when `create` and absent. */
   private tupleSlot(k: unknown[], create: boolean, v?: V): Slot<K, V> | undefined {
     const n = k.length;
+    if (n === 2) {
+      // Pairs (the common tuple key) skip the length level: two native lookups.
+      let inner = this.pairs.get(k[0]);
+      if (inner === undefined) {
+        if (!create) return undefined;
+        this.pairs.set(k[0], (inner = new Map()));
+      }
+      let slot = inner.get(k[1]);
+      if (slot === undefined && create) {
+        inner.set(k[1], (slot = { k: k as K, v: v as V }));
+        this.valueSlots.add(slot);
+      }
+      return slot;
+    }
     let node = this.tuples.get(n);
     if (!node) {
       if (!create) return undefined;
@@ -180,6 +195,15 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
 
   private deleteTuple(k: unknown[]): boolean {
     const n = k.length;
+    if (n === 2) {
+      const inner = this.pairs.get(k[0]);
+      const slot = inner?.get(k[1]);
+      if (!inner || !slot) return false;
+      inner.delete(k[1]);
+      if (inner.size === 0) this.pairs.delete(k[0]);
+      this.valueSlots.delete(slot);
+      return true;
+    }
     let node = this.tuples.get(n);
     if (!node) return false;
     for (let i = 0; i < n - 1; i++) {
@@ -244,6 +268,7 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
     this.direct.clear();
     this.byValue.clear();
     this.tuples.clear();
+    this.pairs.clear();
     this.valueSlots.clear();
   }
 
