@@ -133,13 +133,13 @@ async function wordCount(): Promise<void> {
   let engine = loop;
   let rx = loop;
   const pick = (a: typeof loop, b: typeof loop) => (b.ms < a.ms ? b : a);
+  let tuples = loop;
   for (let round = 0; round < 5; round++) {
     loop = pick(loop, await best(1, () => handLoop(batches)));
     engine = pick(engine, await best(1, () => engineWordCount(batches)));
     rx = pick(rx, await best(1, () => rxWordCount(batches)));
+    tuples = pick(tuples, await best(1, () => engineWordCount(batches, true)));
   }
-  let tuples = { ms: Infinity, result: new Map<string, number>() };
-  for (let round = 0; round < 2; round++) tuples = pick(tuples, await best(1, () => engineWordCount(batches, true)));
   if (!sameCounts(loop.result, engine.result) || !sameCounts(loop.result, rx.result) || !sameCounts(loop.result, tuples.result)) {
     throw new Error("word counts disagree");
   }
@@ -147,7 +147,7 @@ async function wordCount(): Promise<void> {
   console.log(`  ${pad("hand-written Map loop", 24)} ${fmt(rate(loop.ms))}words/s`);
   console.log(`  ${pad("engine", 24)} ${fmt(rate(engine.ms))}words/s   ${(loop.ms / engine.ms).toFixed(2)}x the loop (goal >= 0.5x, >= 2 M words/s)`);
   console.log(`  ${pad("RxJS", 24)} ${fmt(rate(rx.ms))}words/s   engine is ${(rx.ms / engine.ms).toFixed(2)}x RxJS (goal > 1x)`);
-  console.log(`  ${pad("engine, tuple keys", 24)} ${fmt(rate(tuples.ms))}words/s   ${(engine.ms / tuples.ms).toFixed(2)}x string keys ([word, 1] keys compared by value; best of 2; goal >= 0.5x)`);
+  console.log(`  ${pad("engine, tuple keys", 24)} ${fmt(rate(tuples.ms))}words/s   ${(engine.ms / tuples.ms).toFixed(2)}x string keys ([word, 1] keys compared by value; goal >= 0.5x)`);
   summary.engine = loop.ms / engine.ms;
   summary.tupleKeys = engine.ms / tuples.ms;
 }

@@ -296,6 +296,23 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   }
 
   private combineObject<X>(k: K & object, x: X, create: (x: X) => V, mergeValue: (c: V, x: X) => V): void {
+    if (Array.isArray(k) && k.length === 2) {
+      // The hot case (reduceByKey on [word, n] keys): two lookups and a field write.
+      const a: unknown = k[0];
+      const b: unknown = k[1];
+      if ((typeof a !== "object" || a === null) && (typeof b !== "object" || b === null)) {
+        let inner = this.pairs.get(a);
+        if (inner === undefined) this.pairs.set(a, (inner = new Map()));
+        const slot = inner.get(b);
+        if (slot !== undefined) slot.v = mergeValue(slot.v, x);
+        else {
+          const fresh = { k: k as K, v: create(x) };
+          inner.set(b, fresh);
+          this.valueSlots.add(fresh);
+        }
+        return;
+      }
+    }
     if (isFlatTuple(k)) {
       const slot = this.tupleSlot(k, false);
       if (slot) slot.v = mergeValue(slot.v, x);
