@@ -12,7 +12,7 @@ import { KeyedMap } from "../keys.js";
 import type { EventTimeProgress } from "../listener.js";
 import { presenter, type ChartOptions } from "../presenter.js";
 import type { RDD } from "../rdd.js";
-import { CHUNK, type Sliced } from "../slicing.js";
+import { CancelledError, CHUNK, type Sliced } from "../slicing.js";
 import { eventTimeMs, type EventWindowRow } from "./windows.js";
 
 export type EventWindowOutputMode = "update" | "append" | "complete";
@@ -101,7 +101,8 @@ export class EventWindowDStream<T, K, V> extends StatefulDStream<EventWindowRow<
       try {
         return [yield* self.update(time, data)];
       } catch (error) {
-        failure = { error };
+        // A cancelled batch (plain stop) was undone and may run again whole; a failed one reports its error again.
+        if (!(error instanceof CancelledError)) failure = { error };
         throw error;
       }
     });
