@@ -281,6 +281,23 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
       else d.set(k, d.has(k) ? f(prev as V, v) : v);
       return;
     }
+    if (Array.isArray(k) && k.length === 2) {
+      // The hot case (reduceByKey on [word, n] keys), kept apart from combine so its call of f stays monomorphic.
+      const a: unknown = k[0];
+      const b: unknown = k[1];
+      if ((typeof a !== "object" || a === null) && (typeof b !== "object" || b === null)) {
+        let inner = this.pairs.get(a);
+        if (inner === undefined) this.pairs.set(a, (inner = new Map()));
+        const slot = inner.get(b);
+        if (slot !== undefined) slot.v = f(slot.v, v);
+        else {
+          const fresh = { k, v };
+          inner.set(b, fresh);
+          this.valueSlots.add(fresh);
+        }
+        return;
+      }
+    }
     this.combineObject(k, v, same as (x: V) => V, f);
   }
 
