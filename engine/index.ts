@@ -48,3 +48,5 @@ export { Broadcast, AccumulatorV2, LongAccumulator, DoubleAccumulator, Collectio
 export type { AccumulatorInfo } from "./shared/index.js";
 export { WatermarkedDStream, EventWindowDStream } from "./eventtime/index.js";
 export type { EventWindow, EventWindowRow, EventWindowOptions, EventWindowOutputMode } from "./eventtime/index.js";
+// MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
+export * from "./ml/index.js";
