@@ -42,3 +42,6 @@ export {
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
 export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+// SQL over DuckDB (DuckDB itself loads on first use): SparkSession, DataFrame, toDF, stream.sql, views, sinks.
+export * from "./sql/index.js";
+export { AsyncTransformedDStream, AsyncStepPendingError } from "./async.js";
