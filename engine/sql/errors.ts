@@ -63,7 +63,7 @@ export function sqlError(e: unknown, query: string): Error {
   const position = positionOf(msg, query);
   const where = position ? ` (line ${position.line}, column ${position.column})` : "";
   const text = `${msg}\n\nin query${where}:\n${query}`;
-  if (/^Parser Error/.test(msg)) return new ParseException(text, query, position, { cause: e });
+  if (/Parser Error/.test(msg)) return new ParseException(text, query, position, { cause: e });
   return new AnalysisException(text, query, position, { cause: e });
 }
 
