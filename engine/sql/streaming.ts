@@ -17,9 +17,9 @@ declare module "../rdd.js" {
      * objects keep their fields, single values become `value`; names given rename them in order.
      * collect() gives rows typed after the records.
      */
-    toDF(): DataFrame<RowOf<T>>;
-    toDF<const N extends readonly string[]>(columns: N): DataFrame<NamedRowOf<T, N>>;
-    toDF<const N extends readonly string[]>(...columns: N): DataFrame<NamedRowOf<T, N>>;
+    toDF<E>(this: RDD<E>): DataFrame<RowOf<E>>;
+    toDF<E, const N extends readonly string[]>(this: RDD<E>, columns: N): DataFrame<NamedRowOf<E, N>>;
+    toDF<E, const N extends readonly string[]>(this: RDD<E>, ...columns: N): DataFrame<NamedRowOf<E, N>>;
   }
 }
 
