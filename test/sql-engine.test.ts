@@ -75,7 +75,7 @@ describe("the streaming guide's DataFrame and SQL Operations", () => {
     ]);
     // Spark's show() layout: right-aligned cells between +---+ rules.
     expect(shown).toContain(["+----+-----+", "|word|total|", "+----+-----+", "|   c|    3|", "|   d|    1|", "+----+-----+"].join("\n"));
-  });
+  }, 30_000);
 
   it("the same per batch with stream.sql over the view `batch`, and an async transform", async () => {
     const ssc = manual();
@@ -94,7 +94,7 @@ describe("the streaming guide's DataFrame and SQL Operations", () => {
     await ssc.stop();
     expect(got).toEqual([[{ word: "x", n: 2 }, { word: "y", n: 1 }], [], [{ word: "y", n: 1 }]]);
     expect(got2).toEqual(got);
-  });
+  }, 30_000);
 });
 
 describe("toDF and DataFrames", () => {
@@ -117,7 +117,7 @@ describe("toDF and DataFrames", () => {
     const back = (await spark.sql("select id, name, ok, ts, id + 1 as next from objs")).collect();
     expect(back).toEqual([{ id: 1, name: "x", ok: true, ts: when, next: 2 }]);
     expect(String(objs)).toBe("DataFrame[id: bigint, name: string, ok: boolean, ts: timestamp]");
-  });
+  }, 30_000);
 
   it("shows as an HTML table and as show()'s text", () => {
     const df = spark.sparkContext.parallelize(Array.from({ length: 25 }, (_, i) => ({ i, s: "<b>" }))).toDF();
@@ -127,7 +127,7 @@ describe("toDF and DataFrames", () => {
     expect(bundle["text/html"]).toContain("only showing top 20 of 25 rows");
     expect(bundle["text/plain"]).toContain("only showing top 20 rows");
     expect(df.count()).toBe(25);
-  });
+  }, 30_000);
 
   it("write.parquet and write.csv write folders that spark.read reads back", async () => {
     const df = spark.createDataFrame([{ id: 1, name: "a, \"b\"" }, { id: 2, name: "c" }]);
@@ -140,7 +140,7 @@ describe("toDF and DataFrames", () => {
     expect((await spark.read.csv(csv, { header: true })).collect()).toEqual(df.collect());
     await expect(df.write.parquet(pq)).rejects.toThrow(/already exists.*overwrite/);
     await df.write.mode("overwrite").parquet(pq);
-  });
+  }, 30_000);
 });
 
 describe("live views of running streams", () => {
@@ -158,11 +158,11 @@ describe("live views of running streams", () => {
     expect(await q()).toEqual([{ key: "a", value: 3 }, { key: "b", value: 1 }, { key: "c", value: 1 }]);
     expect((await spark.sql("select value from recent order by value")).collect().map((r) => r.value)).toEqual(["a", "a", "c"]);
     await ssc.stop();
-  });
+  }, 30_000);
 
   it("a query while a large batch is processed sees the whole batch or none of it", async () => {
     const ssc = new StreamingContext(spark.sparkContext, 1000, { clock: "manual" });
-    const N = 200_000;
+    const N = 100_000;
     const big = Array.from({ length: N }, (_, i) => `k${i % 50_000}`);
     const words = ssc.queueStream([["seed"], big, big]);
     const counts = words.map((w) => [w, 1] as [string, number]).updateStateByKey((vs: number[], s?: number) => vs.length + (s ?? 0));
@@ -189,7 +189,7 @@ describe("live views of running streams", () => {
     for (const t of totals) expect(["1/1/1", `${1 + N}/50001/${N}`, `${1 + 2 * N}/50001/${N}`]).toContain(t);
     expect(queries).toBeGreaterThan(1);
     await ssc.stop();
-  });
+  }, 60_000);
 });
 
 describe("joins with history on disk", () => {
@@ -223,7 +223,7 @@ describe("joins with history on disk", () => {
     expect(out1).toEqual([[{ name: "Ada", amount: 5 }], [{ name: "Bo", amount: 7 }], [{ name: "Cy", amount: 1 }]]);
     expect(out2).toEqual([[[1, 5, "gold"]], [[2, 7, "silver"]], [[3, 1, "bronze"]]]);
     expect(source.reads).toBe(2);
-  });
+  }, 30_000);
 
   it("a missing file and a corrupt Parquet file give clear errors", async () => {
     await expect(spark.read.parquet(path.join(dir, "nope.parquet"))).rejects.toThrow(AnalysisException);
@@ -233,7 +233,7 @@ describe("joins with history on disk", () => {
     const err = await spark.read.parquet(bad).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FileFormatError);
     expect((err as Error).message).toMatch(/cannot read .*bad\.parquet as parquet/);
-  });
+  }, 30_000);
 });
 
 describe("bad SQL and data that looks like SQL", () => {
@@ -247,7 +247,7 @@ describe("bad SQL and data that looks like SQL", () => {
     expect(err2).toBeInstanceOf(AnalysisException);
     expect(err2.message).toMatch(/nope/);
     expect([err2.line, err2.column]).toEqual([1, 8]);
-  });
+  }, 30_000);
 
   it("a stream whose query is bad fails those batches and keeps running", async () => {
     const ssc = manual();
@@ -265,7 +265,7 @@ describe("bad SQL and data that looks like SQL", () => {
     expect(failures).toHaveLength(3);
     expect(failures[0]).toMatch(/AnalysisException.*valeu/s);
     expect(ssc.lastError).toBeInstanceOf(AnalysisException);
-  });
+  }, 30_000);
 
   it("quotes and semicolons in data and parameters stay data", async () => {
     const evil = ["x'); drop table t; --", 'a"b;c', "'; select 1; '"];
@@ -277,5 +277,5 @@ describe("bad SQL and data that looks like SQL", () => {
     const hit = (await spark.sql("select i from evil where s = $1", [evil[0]!])).collect();
     expect(hit).toEqual([{ i: 0 }]);
     expect((await spark.sql("select count(*) as n from evil")).collect()).toEqual([{ n: 3 }]);
-  });
+  }, 30_000);
 });
