@@ -292,7 +292,7 @@ export class SparkSession {
   async sql(query: string, args?: readonly SqlParam[]): Promise<DataFrame<Row>> {
     const db = await this.database();
     const result = await db.exclusive(async (s) => {
-      await this.prepareViews(s, s.tableNames(query));
+      await this.prepareViews(s, s.tableNames(query), query);
       return s.query(query, args);
     });
     return new DataFrame<Row>(this, new LocalSource(() => result, "query result"));
@@ -364,8 +364,13 @@ export class SparkSession {
   }
 
   /** Internal: loads the views among `names` whose data changed since they were last loaded. */
-  async prepareViews(s: Session, names: readonly string[]): Promise<void> {
-    for (const name of new Set(names)) {
+  async prepareViews(s: Session, names: readonly string[], query?: string): Promise<void> {
+    const wanted = new Set(names);
+    if (query !== undefined) {
+      const words = new Set(query.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? []);
+      for (const name of this.views.keys()) if (words.has(name)) wanted.add(name);
+    }
+    for (const name of wanted) {
       const entry = this.views.get(name);
       if (!entry) continue;
       await entry.source.refresh?.(s);
@@ -441,7 +446,7 @@ export class SparkSession {
       try {
         await loadRows(s, table, data);
         await s.run(`CREATE OR REPLACE TEMP VIEW batch AS SELECT * FROM ${quoteIdent(table)}`);
-        await this.prepareViews(s, s.tableNames(query).filter((n) => n !== "batch"));
+        await this.prepareViews(s, s.tableNames(query).filter((n) => n !== "batch"), query);
         return await s.query(query);
       } finally {
         await s.run("DROP VIEW IF EXISTS batch");

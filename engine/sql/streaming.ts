@@ -8,7 +8,7 @@ import type { StreamingContext } from "../context.js";
 import { DataFrame, LocalSource, rddRows, schemaOf, type FrameData, type FrameSource } from "./dataframe.js";
 import { SparkSession, columnsFor } from "./session.js";
 import { toRows, type NamedRowOf, type RowOf } from "./rows.js";
-import type { Row, StructType } from "./types.js";
+import { StructField, StructType, type Row } from "./types.js";
 
 declare module "../rdd.js" {
   interface RDD<T> {
@@ -59,15 +59,29 @@ RDD.prototype.toDF = function toDF<T>(this: RDD<T>, ...args: unknown[]): DataFra
 
 /** A running stream as a view: reloaded into DuckDB when a batch has completed since the last load. */
 class StreamViewSource implements FrameSource<Row> {
+  /** The columns of the last non-empty load: an empty batch or state keeps them, so queries still bind. */
+  private lastSchema?: StructType;
+
   constructor(private readonly stream: DStream<unknown>) {}
+
+  private get stateful(): boolean {
+    return this.stream instanceof StatefulDStream;
+  }
 
   private current(): RDD<unknown> {
     const s = this.stream;
-    return s instanceof StatefulDStream ? (s as StatefulDStream<unknown, unknown>).state() : s.latest();
+    return this.stateful ? (s as StatefulDStream<unknown, unknown>).state() : s.latest();
   }
 
   data(): FrameData<Row> {
-    return frameOf(this.current(), undefined);
+    const frame = frameOf(this.current(), undefined);
+    if (frame.rows.length > 0) {
+      this.lastSchema = frame.schema;
+      return frame;
+    }
+    // Before any data: a state is pairs (key, value); another stream's records are at least a value.
+    const names = this.stateful ? ["key", "value"] : ["value"];
+    return { schema: this.lastSchema ?? new StructType(names.map((n) => new StructField(n, "string"))), rows: [] };
   }
 
   version(): unknown {
