@@ -51,20 +51,31 @@ export class LocalSource<R extends object> implements FrameSource<R> {
   }
 }
 
-/** Builds the schema of plain-object rows: columns in order of first appearance, types inferred from every value. */
+/** Rows whose fields name the columns (Spark infers a schema from the first rows too: samplingRatio). */
+const SCHEMA_SAMPLE = 100;
+
+/**
+ * The schema of plain-object rows: the columns are the fields of the first 100 rows, in order of first
+ * appearance; each column's type is inferred from all its values (a later 1.5 makes an integer column double).
+ */
 export function schemaOf(rows: readonly object[], names?: readonly string[]): StructType {
   const cols = names ? [...names] : columnNames(rows);
   return new StructType(
     cols.map((c) => {
-      const { type, nullable } = inferType(rows.map((r) => (r as Record<string, unknown>)[c]));
+      const { type, nullable } = inferType(columnValues(rows, c));
       return new StructField(c, type, nullable);
     }),
   );
 }
 
+function* columnValues(rows: readonly object[], name: string): Generator<unknown> {
+  for (let i = 0; i < rows.length; i++) yield (rows[i] as Record<string, unknown>)[name];
+}
+
 function columnNames(rows: readonly object[]): string[] {
   const seen = new Set<string>();
-  for (const r of rows) for (const k of Object.keys(r)) seen.add(k);
+  const n = Math.min(rows.length, SCHEMA_SAMPLE);
+  for (let i = 0; i < n; i++) for (const k of Object.keys(rows[i] as object)) seen.add(k);
   return [...seen];
 }
 

@@ -41,10 +41,19 @@ function keysOf(options: SinkOptions): string[] {
   return options.key === undefined ? [] : Array.isArray(options.key) ? options.key : [options.key];
 }
 
-/** The batch's rows (as toDF makes them) with the time column added, and their schema. */
-function batchRows(records: readonly unknown[], time: number, timeColumn: string): { rows: Row[]; schema: StructType } {
-  const rows = toRows(records as unknown[]).map((r) => ({ ...(r as Row), [timeColumn]: time }));
-  return { rows, schema: schemaOf(rows) };
+/** The batch's rows (as toDF makes them, not copied) and their schema with the time column last. */
+function batchRows(records: readonly unknown[], timeColumn: string): { rows: Row[]; schema: StructType } {
+  const rows = toRows(records as unknown[]) as Row[];
+  const fields = schemaOf(rows).fields.filter((f) => f.name !== timeColumn);
+  return { rows, schema: new StructType([...fields, new StructField(timeColumn, "bigint", false)]) };
+}
+
+/** One column's values for the table's column `name`: the batch time for the time column. */
+function columnOf(rows: readonly Row[], name: string, timeColumn: string, time: number): unknown[] {
+  const out = new Array(rows.length);
+  if (name === timeColumn) out.fill(time);
+  else for (let i = 0; i < rows.length; i++) out[i] = (rows[i] as Row)[name];
+  return out;
 }
 
 function checkColumns(table: string, tableColumns: readonly string[], schema: StructType): void {
@@ -72,7 +81,7 @@ export function saveToDuckDB<T>(stream: DStream<T>, options: DuckDBSinkOptions):
   stream.foreachRDD(
     async (rdd, time) => {
       db ??= await DuckDB.open(options.path);
-      const { rows, schema } = batchRows(rdd.collect(), time, timeColumn);
+      const { rows, schema } = batchRows(rdd.collect(), timeColumn);
       const table = quoteIdent(options.table);
       await db.exclusive(async (s) => {
         if (!columns) {
@@ -87,7 +96,7 @@ export function saveToDuckDB<T>(stream: DStream<T>, options: DuckDBSinkOptions):
         }
         const tableSchema = columns;
         checkColumns(options.table, tableSchema.fieldNames, schema);
-        const values = tableSchema.fields.map((f) => rows.map((r) => r[f.name]));
+        const values = tableSchema.fields.map((f) => columnOf(rows, f.name, timeColumn, time));
         await s.run("BEGIN TRANSACTION");
         try {
           if (keys.length === 0) {
@@ -148,16 +157,25 @@ function csvField(v: unknown): string {
 }
 
 /** Streams rows into `COPY table (columns) FROM STDIN` in CSV, in pieces of about 64 kB. */
-export async function copyRows(client: PgClient, copyFrom: (sql: string) => NodeJS.WritableStream, table: string, columns: readonly string[], rows: readonly Row[]): Promise<void> {
+export async function copyRows(
+  client: PgClient,
+  copyFrom: (sql: string) => NodeJS.WritableStream,
+  table: string,
+  columns: readonly string[],
+  rows: readonly Row[],
+  time?: { column: string; value: number },
+): Promise<void> {
   const { pipeline } = await import("node:stream/promises");
   const { Readable } = await import("node:stream");
   const sql = `COPY ${table} (${columns.map(quoteIdent).join(", ")}) FROM STDIN WITH (FORMAT csv)`;
   const stream = client.query(copyFrom(sql));
   function* pieces(): Generator<string> {
     let buf = "";
+    const timeAt = time ? columns.indexOf(time.column) : -1;
+    const timeText = time ? `"${time.value}"` : "";
     for (const r of rows) {
       let line = "";
-      for (let i = 0; i < columns.length; i++) line += (i ? "," : "") + csvField(r[columns[i] as string]);
+      for (let i = 0; i < columns.length; i++) line += (i ? "," : "") + (i === timeAt ? timeText : csvField(r[columns[i] as string]));
       buf += line + "\n";
       if (buf.length > 65536) {
         yield buf;
@@ -196,7 +214,7 @@ export function saveToPostgres<T>(stream: DStream<T>, options: PostgresSinkOptio
         client = c;
       }
       const c = client;
-      const { rows, schema } = batchRows(rdd.collect(), time, timeColumn);
+      const { rows, schema } = batchRows(rdd.collect(), timeColumn);
       if (!columns) {
         if (rows.length > 0) {
           const defs = schema.fields.map((f) => `${quoteIdent(f.name)} ${pgTypeOf(f.dataType)}`);
@@ -213,11 +231,11 @@ export function saveToPostgres<T>(stream: DStream<T>, options: PostgresSinkOptio
         await c.query("BEGIN");
         if (keys.length === 0) {
           await c.query(`DELETE FROM ${table} WHERE ${quoteIdent(timeColumn)} = $1`, [time]);
-          if (rows.length > 0) await copyRows(c, copyFrom, table, cols, rows);
+          if (rows.length > 0) await copyRows(c, copyFrom, table, cols, rows, { column: timeColumn, value: time });
         } else if (rows.length > 0) {
           const staging = quoteIdent(`_sb_stage_${options.table}`);
           await c.query(`CREATE TEMP TABLE ${staging} (LIKE ${table}) ON COMMIT DROP`);
-          await copyRows(c, copyFrom, staging, cols, rows);
+          await copyRows(c, copyFrom, staging, cols, rows, { column: timeColumn, value: time });
           const updates = cols.filter((x) => !keys.includes(x)).map((x) => `${quoteIdent(x)} = EXCLUDED.${quoteIdent(x)}`);
           const list = cols.map(quoteIdent).join(", ");
           await c.query(
