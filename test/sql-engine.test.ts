@@ -157,6 +157,11 @@ describe("live views of running streams", () => {
     await ssc.advance(2000);
     expect(await q()).toEqual([{ key: "a", value: 3 }, { key: "b", value: 1 }, { key: "c", value: 1 }]);
     expect((await spark.sql("select value from recent order by value")).collect().map((r) => r.value)).toEqual(["a", "a", "c"]);
+    // The same data as DataFrames, typed by the streams' records.
+    const state: { key: string; value: number }[] = counts.state().toDF().collect();
+    expect(state.sort((x, y) => (x.key < y.key ? -1 : 1))).toEqual([{ key: "a", value: 3 }, { key: "b", value: 1 }, { key: "c", value: 1 }]);
+    const latest: { value: string }[] = words.latest().toDF().collect();
+    expect(latest).toEqual([{ value: "c" }, { value: "a" }]);
     await ssc.stop();
   }, 30_000);
 
