@@ -50,3 +50,5 @@ export { Dashboard } from "./dashboard/index.js";
 export type { DashboardOptions } from "./dashboard/index.js";
 export { ChartModel, ChartOptionsError } from "./chart.js";
 export type { VegaLiteSpec } from "./chart.js";
+// MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
+export * from "./ml/index.js";
