@@ -116,6 +116,7 @@ export class DuckDB {
       const d = duckdbApi();
       const types = schema.fields.map((f) => logicalType(d, f.dataType));
       const n = columns[0]?.length ?? 0;
+      const converters = schema.fields.map((f) => converterFor(d, f.dataType));
       const appender = await this.connection.createAppender(table);
       try {
         for (let from = 0; from < n; from += CHUNK_ROWS) {
@@ -123,9 +124,9 @@ export class DuckDB {
           const chunk = d.DuckDBDataChunk.create(types, to - from);
           chunk.setColumns(
             columns.map((col, c) => {
-              const t = schema.fields[c]?.dataType as DataTypeName;
+              const convert = converters[c] as (v: unknown) => unknown;
               const out = new Array(to - from);
-              for (let i = from; i < to; i++) out[i - from] = duckValue(d, toColumnValue(col[i], t), t);
+              for (let i = from; i < to; i++) out[i - from] = convert(col[i]);
               return out;
             }),
           );
@@ -167,8 +168,18 @@ function logicalType(d: Api, t: DataTypeName): DuckDBApi.DuckDBType {
   }
 }
 
-function duckValue(d: Api, v: unknown, t: DataTypeName): DuckDBApi.DuckDBValue {
-  if (v === null) return null;
-  if (t === "timestamp") return d.timestampValue(BigInt((v as Date).getTime()) * 1000n);
-  return v as DuckDBApi.DuckDBValue;
+/** Turns a JavaScript value into the appender's input for a column of type t (chosen once per column). */
+function converterFor(d: Api, t: DataTypeName): (v: unknown) => unknown {
+  switch (t) {
+    case "bigint":
+      return (v) => (typeof v === "bigint" ? v : v === null || v === undefined ? null : BigInt(v as number));
+    case "double":
+      return (v) => (typeof v === "number" ? v : toColumnValue(v, t));
+    case "string":
+      return (v) => (typeof v === "string" ? v : toColumnValue(v, t));
+    case "timestamp":
+      return (v) => (v instanceof Date ? d.timestampValue(BigInt(v.getTime()) * 1000n) : null);
+    default:
+      return (v) => toColumnValue(v, t);
+  }
 }
