@@ -140,6 +140,12 @@ describe("toDF and DataFrames", () => {
     expect((await spark.read.csv(csv, { header: true })).collect()).toEqual(df.collect());
     await expect(df.write.parquet(pq)).rejects.toThrow(/already exists.*overwrite/);
     await df.write.mode("overwrite").parquet(pq);
+    const json = path.join(dir, "out.json");
+    await df.write.json(json);
+    expect((await spark.read.json(json)).collect()).toEqual(df.collect());
+    df.createOrReplaceTempView("written");
+    expect((await spark.table("written")).count()).toBe(2);
+    expect(spark.catalog.listTables()).toContain("written");
   }, 30_000);
 });
 
