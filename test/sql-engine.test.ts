@@ -287,6 +287,7 @@ describe("bad SQL and data that looks like SQL", () => {
     expect(back).toEqual(evil);
     const hit = (await spark.sql("select i from evil where s = $1", [evil[0]!])).collect();
     expect(hit).toEqual([{ i: 0 }]);
+    expect((await spark.sql("select i from evil where s = $s", { s: evil[2]! })).collect()).toEqual([{ i: 2 }]);
     expect((await spark.sql("select count(*) as n from evil")).collect()).toEqual([{ n: 3 }]);
   }, 30_000);
 });

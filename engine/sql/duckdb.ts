@@ -20,8 +20,11 @@ export function duckdbApi(): Api {
   return api;
 }
 
-/** A value DuckDB binds as a parameter ($1, $2 ...). */
+/** A value DuckDB binds as a parameter ($1, $2 ... or $name). */
 export type SqlParam = string | number | bigint | boolean | Date | null;
+
+/** Parameters: positional ($1, $2, ...) or named ($name). */
+export type SqlParams = readonly SqlParam[] | Readonly<Record<string, SqlParam>>;
 
 export interface QueryResult {
   schema: StructType;
@@ -30,8 +33,8 @@ export interface QueryResult {
 
 /** What a queued group of statements can do; valid only inside `exclusive`. */
 export interface Session {
-  run(sql: string, params?: readonly SqlParam[]): Promise<void>;
-  query(sql: string, params?: readonly SqlParam[]): Promise<QueryResult>;
+  run(sql: string, params?: SqlParams): Promise<void>;
+  query(sql: string, params?: SqlParams): Promise<QueryResult>;
   /** Appends rows given as columns (one array per field) to an existing table, in DuckDB's data chunks. */
   append(table: string, schema: StructType, columns: readonly (readonly unknown[])[]): Promise<void>;
   /** Tables and views a query names (DuckDB's own parser), lower-cased. */
@@ -69,11 +72,11 @@ export class DuckDB {
   }
 
   /** One query, queued. */
-  query(sql: string, params?: readonly SqlParam[]): Promise<QueryResult> {
+  query(sql: string, params?: SqlParams): Promise<QueryResult> {
     return this.exclusive((s) => s.query(sql, params));
   }
 
-  run(sql: string, params?: readonly SqlParam[]): Promise<void> {
+  run(sql: string, params?: SqlParams): Promise<void> {
     return this.exclusive((s) => s.run(sql, params));
   }
 
@@ -87,7 +90,7 @@ export class DuckDB {
   private readonly session: Session = {
     run: async (sql, params) => {
       try {
-        await this.connection.run(sql, params ? (params as DuckDBApi.DuckDBValue[]) : undefined);
+        await this.connection.run(sql, params as DuckDBApi.DuckDBValue[] | Record<string, DuckDBApi.DuckDBValue> | undefined);
       } catch (e) {
         throw sqlError(e, sql);
       }
@@ -95,7 +98,7 @@ export class DuckDB {
     query: async (sql, params) => {
       let reader: DuckDBApi.DuckDBResultReader;
       try {
-        reader = await this.connection.runAndReadAll(sql, params ? (params as DuckDBApi.DuckDBValue[]) : undefined);
+        reader = await this.connection.runAndReadAll(sql, params as DuckDBApi.DuckDBValue[] | Record<string, DuckDBApi.DuckDBValue> | undefined);
       } catch (e) {
         throw sqlError(e, sql);
       }

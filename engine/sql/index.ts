@@ -9,7 +9,7 @@ export type { SaveMode } from "./dataframe.js";
 export { StructType, StructField } from "./types.js";
 export type { Row, SqlValue, DataTypeName } from "./types.js";
 export type { RowOf, NamedRowOf } from "./rows.js";
-export type { SqlParam } from "./duckdb.js";
+export type { SqlParam, SqlParams } from "./duckdb.js";
 export { saveToDuckDB, saveToPostgres } from "./sinks.js";
 export type { SinkOptions, DuckDBSinkOptions, PostgresSinkOptions, PostgresConnectionConfig } from "./sinks.js";
 export { AnalysisException, ParseException, FileFormatError, SqlSinkError, DuckDBUnavailableError } from "./errors.js";

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { StreamingContext } from "../context.js";
 import { SparkContext, type RDD } from "../rdd.js";
-import { DuckDB, duckdbApi, type Session, type SqlParam } from "./duckdb.js";
+import { DuckDB, duckdbApi, type Session, type SqlParam, type SqlParams } from "./duckdb.js";
 import { DataFrame, LocalSource, loadRows, schemaOf, type FrameData, type FrameSource } from "./dataframe.js";
 import { AnalysisException, FileFormatError } from "./errors.js";
 import { quoteIdent, type Row, type StructType } from "./types.js";
@@ -289,7 +289,7 @@ export class SparkSession {
    * Runs a query (DuckDB's SQL dialect) and resolves to its result. `args` are bound as parameters:
    * `$1, $2, ...` for an array, `$name` for an object; never splice values into the query text.
    */
-  async sql(query: string, args?: readonly SqlParam[]): Promise<DataFrame<Row>> {
+  async sql(query: string, args?: SqlParams): Promise<DataFrame<Row>> {
     const db = await this.database();
     const result = await db.exclusive(async (s) => {
       await this.prepareViews(s, s.tableNames(query), query);
