@@ -13,6 +13,7 @@ import {
   SparkSession,
   StreamingContext,
   type DataFrame,
+  type DStream,
   type RDD,
   type Row,
 } from "../engine/index.js";
@@ -80,7 +81,8 @@ describe("the streaming guide's DataFrame and SQL Operations", () => {
   it("the same per batch with stream.sql over the view `batch`, and an async transform", async () => {
     const ssc = manual();
     const words = ssc.queueStream([["x", "y", "x"], [], ["y"]]);
-    const counts = words.sql<{ word: string; n: number }>("select value as word, count(*) as n from batch group by value order by value");
+    // The row type is read off the select list: value is the batch's string column, count(*) a number.
+    const counts: DStream<{ word: string; n: number }> = words.sql("select value as word, count(*) as n from batch group by value order by value");
     const viaTransform = words.transform(async (rdd: RDD<string>) => {
       rdd.toDF("word").createOrReplaceTempView("tw");
       return (await spark.sql("select word, count(*) as n from tw group by word order by word")).rdd;

@@ -95,6 +95,14 @@ describe("SQL in a notebook", () => {
     const wrong = await run("const notANumber: number = pairsDF.collect()[0]!.key;");
     expect(wrong.outcome).toMatchObject({ status: "error", ename: "TypeScriptError" });
     expect(wrong.outcome.evalue).toMatch(/string.*number/);
+    // stream.sql's rows are typed from the select list.
+    const typed = [
+      'const tctx = new StreamingContext(sc, Milliseconds(100), { clock: "manual" });',
+      'const typedSql = tctx.queueStream([["a"]]).sql("select value as word, count(*) as n from batch group by value");',
+    ].join("\n");
+    ok((await run(`${typed}\ntypedSql.foreachRDD((rdd) => { const n: number = rdd.first().n; const w: string = rdd.first().word; });`)).outcome);
+    const badSql = await run("typedSql.foreachRDD((rdd) => { const n: string = rdd.first().n; });");
+    expect(badSql.outcome).toMatchObject({ status: "error", ename: "TypeScriptError" });
   }, 60_000);
 
   it("a running stream's view answers from another cell; bad SQL errs under its cell and the stream runs on", async () => {

@@ -8,7 +8,7 @@ export { DataFrame, DataFrameWriter } from "./dataframe.js";
 export type { SaveMode } from "./dataframe.js";
 export { StructType, StructField } from "./types.js";
 export type { Row, SqlValue, DataTypeName } from "./types.js";
-export type { RowOf, NamedRowOf } from "./rows.js";
+export type { RowOf, NamedRowOf, QueryRow } from "./rows.js";
 export type { SqlParam, SqlParams } from "./duckdb.js";
 export { saveToDuckDB, saveToPostgres } from "./sinks.js";
 export type { SinkOptions, DuckDBSinkOptions, PostgresSinkOptions, PostgresConnectionConfig } from "./sinks.js";

@@ -2,7 +2,7 @@
 // (Spark's tuple columns), objects keep their fields, other values become `value`; given column names
 // rename them in order.
 import { AnalysisException } from "./errors.js";
-import type { Row } from "./types.js";
+import type { Row, SqlValue } from "./types.js";
 
 /** The row toDF() makes of a record of type T. */
 export type RowOf<T> = T extends readonly [infer K, infer V]
@@ -61,3 +61,56 @@ export function toRows(records: readonly unknown[], columns?: readonly string[])
   }
   return out;
 }
+
+// ---- the row type of `stream.sql(query)`, read off the query's select list where that is simple ----
+
+type Ws = " " | "\n" | "\t" | "\r";
+type TrimLeft<S extends string> = S extends `${Ws}${infer R}` ? TrimLeft<R> : S;
+type TrimRight<S extends string> = S extends `${infer R}${Ws}` ? TrimRight<R> : S;
+type Trim<S extends string> = TrimLeft<TrimRight<S>>;
+type SelectWord = "select" | "SELECT" | "Select";
+type FromWord = "from" | "FROM" | "From";
+type AsWord = "as" | "AS" | "As";
+type Operator = "(" | ")" | " " | "*" | "+" | "-" | "/" | "'" | '"' | "|" | "\n";
+
+type SelectList<Q extends string> =
+  Trim<Q> extends `${SelectWord}${Ws}${infer Rest}` ? (Rest extends `${infer L}${Ws}${FromWord}${Ws}${string}` ? Trim<L> : never) : never;
+type SplitItems<L extends string> = L extends `${infer A},${infer B}` ? [Trim<A>, ...SplitItems<B>] : [Trim<L>];
+type IsIdentifier<S extends string> = S extends "" ? false : S extends `${string}${Operator}${string}` ? false : true;
+type LastPart<S extends string> = S extends `${string}.${infer R}` ? LastPart<R> : S;
+
+/** One select item as [name, type]: `expr AS alias`, a column (`t.col`), or never when it has no simple name. */
+type Item<S extends string, B> = S extends `${infer E}${Ws}${AsWord}${Ws}${infer A}`
+  ? [Trim<A>, ItemType<Trim<E>, B>]
+  : IsIdentifier<S> extends true
+    ? [LastPart<S>, ItemType<S, B>]
+    : never;
+type ItemType<E extends string, B> = LastPart<E> extends keyof B
+  ? IsIdentifier<E> extends true
+    ? B[LastPart<E>]
+    : SqlValue
+  : E extends `${"count" | "COUNT" | "sum" | "SUM" | "avg" | "AVG"}(${string}`
+    ? number
+    : SqlValue;
+
+type Items<L extends readonly string[], B> = { [I in keyof L]: L[I] extends "*" ? ["*", B] : Item<L[I] & string, B> };
+type HasUnnamed<T extends readonly unknown[]> = T extends readonly [infer H, ...infer R] ? ([H] extends [never] ? true : HasUnnamed<R>) : false;
+type FromItems<T extends readonly unknown[]> = UnionToObject<Extract<T[number], [string, unknown]>>;
+type UnionToObject<E extends [string, unknown]> = { [P in E as P[0] extends "*" ? never : P[0]]: P[1] } & SpreadStar<E>;
+type SpreadStar<E extends [string, unknown]> = Extract<E, ["*", unknown]> extends ["*", infer B] ? (B extends object ? B : unknown) : unknown;
+
+/**
+ * The row type of a query over `batch` rows of type B, when the select list is simple: `select a, b.c,
+ * x as y, count(*) as n, * from ...`. Columns of the batch keep their types, counts and sums are numbers,
+ * other expressions are SqlValue; a select list with an item it cannot name gives Row.
+ */
+export type QueryRow<Q extends string, B> = string extends Q
+  ? Row
+  : SelectList<Q> extends never
+    ? Row
+    : Items<SplitItems<SelectList<Q>>, B> extends infer T extends readonly unknown[]
+      ? HasUnnamed<T> extends true
+        ? Row
+        : Simplify<FromItems<T>>
+      : Row;
+type Simplify<T> = { [K in keyof T]: T[K] };

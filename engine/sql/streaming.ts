@@ -7,7 +7,7 @@ import { RDD } from "../rdd.js";
 import type { StreamingContext } from "../context.js";
 import { DataFrame, LocalSource, rddRows, schemaOf, type FrameData, type FrameSource } from "./dataframe.js";
 import { SparkSession, columnsFor } from "./session.js";
-import { toRows, type NamedRowOf, type RowOf } from "./rows.js";
+import { toRows, type NamedRowOf, type QueryRow, type RowOf } from "./rows.js";
 import { StructField, StructType, type Row } from "./types.js";
 
 declare module "../rdd.js" {
@@ -27,10 +27,12 @@ declare module "../dstream.js" {
   interface DStream<T> {
     /**
      * Each batch through a SQL query (DuckDB's dialect) that reads the batch as the view `batch`
-     * (rows as toDF() makes them) and may join any registered view: `words.sql("select word, count(*) as n from batch group by word")`.
-     * R types the result's rows.
+     * (rows as toDF() makes them) and may join any registered view: `words.sql("select value as word, count(*) as n from batch group by value")`.
+     * The rows are typed from a simple select list (batch columns keep their types, counts and sums are
+     * numbers), else as Row; `sql<MyRow>(query)` names the type.
      */
-    sql<R extends object = Row>(query: string): DStream<R>;
+    sql<E, const Q extends string>(this: DStream<E>, query: Q): DStream<QueryRow<Q, RowOf<E>>>;
+    sql<R extends object>(query: string): DStream<R>;
     /**
      * A live view for spark.sql from any cell: a stateful stream's current state (key, value), any
      * other stream's latest batch. It is an output operation: the stream runs for it.
