@@ -126,5 +126,5 @@ describe("SQL sinks killed and recovered", () => {
     } finally {
       spark.stop();
     }
-  }, 150_000);
+  }, 300_000);
 });

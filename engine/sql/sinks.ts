@@ -41,10 +41,15 @@ function keysOf(options: SinkOptions): string[] {
   return options.key === undefined ? [] : Array.isArray(options.key) ? options.key : [options.key];
 }
 
-/** The batch's rows (as toDF makes them, not copied) and their schema with the time column last. */
-function batchRows(records: readonly unknown[], timeColumn: string): { rows: Row[]; schema: StructType } {
+/**
+ * The batch's rows (as toDF makes them, not copied) and their schema with the time column last. The
+ * column types are inferred only while the table does not exist yet (`withTypes`); afterwards only the
+ * names matter, and the table's own types convert the values.
+ */
+function batchRows(records: readonly unknown[], timeColumn: string, withTypes: boolean): { rows: Row[]; schema: StructType } {
   const rows = toRows(records as unknown[]) as Row[];
-  const fields = schemaOf(rows).fields.filter((f) => f.name !== timeColumn);
+  const sample = withTypes ? rows : rows.slice(0, 100);
+  const fields = schemaOf(sample).fields.filter((f) => f.name !== timeColumn);
   return { rows, schema: new StructType([...fields, new StructField(timeColumn, "bigint", false)]) };
 }
 
@@ -81,7 +86,7 @@ export function saveToDuckDB<T>(stream: DStream<T>, options: DuckDBSinkOptions):
   stream.foreachRDD(
     async (rdd, time) => {
       db ??= await DuckDB.open(options.path);
-      const { rows, schema } = batchRows(rdd.collect(), timeColumn);
+      const { rows, schema } = batchRows(rdd.collect(), timeColumn, columns === undefined);
       const table = quoteIdent(options.table);
       await db.exclusive(async (s) => {
         if (!columns) {
@@ -214,7 +219,7 @@ export function saveToPostgres<T>(stream: DStream<T>, options: PostgresSinkOptio
         client = c;
       }
       const c = client;
-      const { rows, schema } = batchRows(rdd.collect(), timeColumn);
+      const { rows, schema } = batchRows(rdd.collect(), timeColumn, columns === undefined);
       if (!columns) {
         if (rows.length > 0) {
           const defs = schema.fields.map((f) => `${quoteIdent(f.name)} ${pgTypeOf(f.dataType)}`);
