@@ -18,6 +18,7 @@ import { ReceiverInputDStream, type Receiver, type ReceiverStreamOptions } from 
 import { RateInputDStream, type RateStreamOptions } from "./sources/rate.js";
 import "./window.js";
 import "./state.js";
+import "./async.js";
 
 export type StreamingState = "initialized" | "active" | "stopped";
 
