@@ -19,6 +19,7 @@ import { RateInputDStream, type RateStreamOptions } from "./sources/rate.js";
 import "./window.js";
 import "./state.js";
 import "./eventtime/index.js";
+import "./async.js";
 
 export type StreamingState = "initialized" | "active" | "stopped";
 

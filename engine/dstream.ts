@@ -48,7 +48,13 @@ export const operators: {
   mapWithState?: <K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>, options: NameOption) => MapWithStateDStream<K, V, S, M>;
   /** engine/eventtime fills this in: withWatermark and the event-window operators. */
   eventTime?: EventTimeOperators;
+  asyncTransform?: <T, U>(parent: DStream<T>, fn: (rdd: RDD<T>, time: number) => Promise<RDD<U>> | RDD<U>, options?: NameOption) => DStream<U>;
 } = {};
+
+/** True for `async function` and `async () =>` (their constructor is AsyncFunction). */
+export function isAsyncFunction(fn: unknown): boolean {
+  return typeof fn === "function" && Object.prototype.toString.call(fn) === "[object AsyncFunction]";
+}
 
 /**
  * updateStateByKey's function in one of Spark's forms: per key `(values, state, key)`, per key with
@@ -276,10 +282,19 @@ export abstract class DStream<T> {
 
   /**
    * fn(rdd, time) makes each batch's RDD. As Spark's TransformedDStream: fn must return an RDD
-   * (sc.emptyRDD() for nothing), and a batch for which this stream has no RDD fails.
+   * (sc.emptyRDD() for nothing), and a batch for which this stream has no RDD fails. An `async` fn
+   * (returning a promise: SQL, I/O) runs when the batch's jobs run, batch after batch in order, and
+   * the batch waits for it.
    */
-  transform<U>(fn: (rdd: RDD<T>, time: number) => RDD<U>): DStream<U> {
-    return new TransformedDStream<U>(this.ssc, "transform", [this as DStream<unknown>], (rdds, time) => fn(rdds[0] as RDD<T>, time));
+  transform<U>(fn: (rdd: RDD<T>, time: number) => RDD<U> | Promise<RDD<U>>): DStream<U> {
+    if (isAsyncFunction(fn)) return need(operators.asyncTransform, "async transform")(this, fn);
+    return new TransformedDStream<U>(this.ssc, "transform", [this as DStream<unknown>], (rdds, time) => {
+      const out = fn(rdds[0] as RDD<T>, time) as RDD<U> | Promise<RDD<U>> | null | undefined;
+      if (out !== null && out !== undefined && !(out instanceof RDD)) {
+        throw new IllegalArgumentError("transform: the function returned a promise or a non-RDD; declare it `async` so it runs with the batch's jobs, or return an RDD");
+      }
+      return out as RDD<U>;
+    });
   }
 
   transformWith<U, W>(other: DStream<U>, fn: (rdd: RDD<T>, other: RDD<U>, time: number) => RDD<W>): DStream<W> {

@@ -48,5 +48,13 @@ export { Broadcast, AccumulatorV2, LongAccumulator, DoubleAccumulator, Collectio
 export type { AccumulatorInfo } from "./shared/index.js";
 export { WatermarkedDStream, EventWindowDStream } from "./eventtime/index.js";
 export type { EventWindow, EventWindowRow, EventWindowOptions, EventWindowOutputMode } from "./eventtime/index.js";
+// SQL over DuckDB (DuckDB itself loads on first use): SparkSession, DataFrame, toDF, stream.sql, views, sinks.
+export * from "./sql/index.js";
+export { AsyncTransformedDStream, AsyncStepPendingError } from "./async.js";
+// A live dashboard outside the notebook (importing it adds ssc.dashboard() and stream.dashboard()).
+export { Dashboard } from "./dashboard/index.js";
+export type { DashboardOptions } from "./dashboard/index.js";
+export { ChartModel, ChartOptionsError } from "./chart.js";
+export type { VegaLiteSpec } from "./chart.js";
 // MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
 export * from "./ml/index.js";
