@@ -51,6 +51,8 @@ export interface JobSchedulerHooks {
   afterBatch(time: number): Promise<void>;
   /** A batch left the queue: batches held back by overload may be generated now. */
   refill?(): void;
+  /** Adds what operators reported during the batch (event-time progress) before listeners hear of it. */
+  completing?(info: BatchInfo): void;
 }
 
 export class JobScheduler {
@@ -168,6 +170,7 @@ export class JobScheduler {
     info.processingEndTime = Date.now();
     info.processingDelay = info.processingEndTime - info.processingStartTime;
     info.totalDelay = info.processingEndTime - info.submissionTime;
+    this.hooks.completing?.(info);
     this.bus.post("onBatchCompleted", { batchInfo: { ...info } });
     try {
       await this.hooks.afterBatch(set.time);

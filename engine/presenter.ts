@@ -3,12 +3,9 @@
 
 export type ChartMode = "append" | "update" | "complete";
 
-/** Rows a chart keeps unless its options say otherwise. */
-export const DEFAULT_CHART_MAX_ROWS = 1000;
-
 export interface ChartOptions {
   mode?: ChartMode;
-  /** Rows kept in append mode (default DEFAULT_CHART_MAX_ROWS, 1000). */
+  /** Rows kept in append mode (default 1000). */
   maxRows?: number;
   title?: string;
 }
@@ -39,7 +36,7 @@ const printToConsole: Presenter = {
     let warned = false;
     return {
       batch: () => {
-        if (!warned) console.warn("chart(): charts are shown in a notebook; outside one the rows are dropped");
+        if (!warned) console.warn("chart(): charts are shown in a notebook; outside one, open them with await ssc.dashboard()");
         warned = true;
       },
     };

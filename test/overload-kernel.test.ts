@@ -20,7 +20,7 @@ beforeAll(async () => {
   const main = path.join(ROOT, "dist", "kernel", "main.js");
   if (!fs.existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first`);
   kernel = await KernelClient.launch(
-    { name: "streambook", argv: [process.execPath, main, "-f", "{connection_file}"], display_name: "streambook", language: "typescript", interrupt_mode: "signal", env: {} },
+    { name: "streambook", argv: [process.execPath, ...(process.env.SB_NODE_ARGS ? process.env.SB_NODE_ARGS.split(" ") : []), main, "-f", "{connection_file}"], display_name: "streambook", language: "typescript", interrupt_mode: "signal", env: {} },
     { cwd: work, startTimeoutMs: 60_000 },
   );
 }, 90_000);
@@ -124,7 +124,8 @@ overloaded.start();
 await overloaded.stop({ stopGracefully: true });
 loopDelay.disable();
 const loopMs = (q: number) => Math.round(loopDelay.percentile(q) / 1e6);
-console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dropped, produced: ov.rows.rowsProduced, owed: ov.rows.rowsOwed, loop: [loopMs(50), loopMs(99), Math.round(loopDelay.max / 1e6)] }));
+const mem = process.memoryUsage();
+console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dropped, produced: ov.rows.rowsProduced, owed: ov.rows.rowsOwed, loop: [loopMs(50), loopMs(99), Math.round(loopDelay.max / 1e6)], heapMB: Math.round(mem.heapUsed / 1e6), heapTotalMB: Math.round(mem.heapTotal / 1e6) }));
 `);
     if (process.env.SB_OVERLOAD_LOG) console.log("final", JSON.stringify(final));
     const result = JSON.parse(final.stdout.trim().split("\n").pop()!) as { processed: number; dropped: number; produced: number; owed: number };
@@ -133,7 +134,7 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
     const firstHalfMax = Math.max(...rss.slice(0, Math.floor(rss.length / 2)));
     const secondHalfMax = Math.max(...rss.slice(Math.floor(rss.length / 2)));
     if (process.env.SB_OVERLOAD_LOG) {
-      console.log(JSON.stringify({ capacity, rate, p50: percentile(latencies, 50), p99, max: Math.max(...latencies), n: latencies.length, maxRssMB: maxRss / 1e6, firstHalfMax: firstHalfMax / 1e6, secondHalfMax: secondHalfMax / 1e6, ...result }));
+      console.log(JSON.stringify({ rssStartMB: rss[0]! / 1e6, capacity, rate, p50: percentile(latencies, 50), p99, max: Math.max(...latencies), n: latencies.length, maxRssMB: maxRss / 1e6, firstHalfMax: firstHalfMax / 1e6, secondHalfMax: secondHalfMax / 1e6, ...result }));
     }
 
     expect(k.alive).toBe(true);

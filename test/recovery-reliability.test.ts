@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildEngine } from "./fixtures/recovery-build.js";
+import { transpileEngine } from "./fixtures/recovery-build.js";
 import { killRepeatedly, mulberry32, runOnce } from "./fixtures/recovery-harness.js";
 
 const STOP_FIXTURE = path.resolve(__dirname, "fixtures", "recovery-stop.js");
@@ -23,7 +23,7 @@ let dist: string;
 
 beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "sb-reliability-"));
-  dist = buildEngine(work);
+  dist = transpileEngine(work);
 }, 120_000);
 
 afterAll(() => {

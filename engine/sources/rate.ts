@@ -23,8 +23,8 @@ export interface RateStreamOptions {
    */
   maxRowsPerBatch?: number;
   /**
-   * Throttle to what the pipeline processes when it cannot keep up (default true): a batch takes at
-   * most what is processed in about 60% of a batch interval; rows not produced yet are owed, not
+   * Throttle to what the pipeline processes when it cannot keep up (default true, on the system
+   * clock): a batch takes at most what is processed in about 60% of a batch interval; rows not produced yet are owed, not
    * dropped, and come once it catches up. false produces rowsPerSecond regardless.
    */
   throttle?: boolean;
@@ -66,7 +66,8 @@ export class RateInputDStream extends InputDStream<RateRow> {
     const max = options.maxRowsPerBatch ?? DEFAULT_MAX_ROWS_PER_BATCH;
     if (!(max >= 1)) throw new IllegalArgumentError(`rateStream: maxRowsPerBatch must be >= 1, got ${max}`);
     this.maxRowsPerBatch = Math.floor(max);
-    if (options.throttle ?? true) {
+    // Only against real time: a manual clock's batch interval says nothing of how long processing may take.
+    if ((options.throttle ?? true) && ssc.clock.kind === "system") {
       this.throttle = new ProcessingThrottle(ssc.batchDuration);
       ssc.addStreamingListener(this.throttle);
     }
