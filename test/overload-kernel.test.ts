@@ -21,7 +21,7 @@ beforeAll(async () => {
   if (!fs.existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first`);
   kernel = await KernelClient.launch(
     { name: "streambook", argv: [process.execPath, ...(process.env.SB_NODE_ARGS ? process.env.SB_NODE_ARGS.split(" ") : []), main, "-f", "{connection_file}"], display_name: "streambook", language: "typescript", interrupt_mode: "signal", env: {} },
-    { cwd: work, startTimeoutMs: 60_000 },
+    { cwd: work, startTimeoutMs: 60_000, onKernelOutput: process.env.SB_KERNEL_LOG ? (t) => fs.appendFileSync(process.env.SB_KERNEL_LOG!, t) : undefined },
   );
 }, 90_000);
 
@@ -125,6 +125,8 @@ await overloaded.stop({ stopGracefully: true });
 loopDelay.disable();
 const loopMs = (q: number) => Math.round(loopDelay.percentile(q) / 1e6);
 const mem = process.memoryUsage();
+const gcFn = (globalThis as { gc?: () => void }).gc;
+if (gcFn) { gcFn(); console.log("heap after gc MB", Math.round(process.memoryUsage().heapUsed / 1e6)); }
 console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dropped, produced: ov.rows.rowsProduced, owed: ov.rows.rowsOwed, loop: [loopMs(50), loopMs(99), Math.round(loopDelay.max / 1e6)], heapMB: Math.round(mem.heapUsed / 1e6), heapTotalMB: Math.round(mem.heapTotal / 1e6) }));
 `);
     if (process.env.SB_OVERLOAD_LOG) console.log("final", JSON.stringify(final));
@@ -134,6 +136,8 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
     const firstHalfMax = Math.max(...rss.slice(0, Math.floor(rss.length / 2)));
     const secondHalfMax = Math.max(...rss.slice(Math.floor(rss.length / 2)));
     if (process.env.SB_OVERLOAD_LOG) {
+      const worst = latencies.map((l, i) => [Math.round(l), i]).sort((a, b) => b[0]! - a[0]!).slice(0, 12);
+      console.log("worst kernel_info (ms, sample #):", JSON.stringify(worst));
       console.log(JSON.stringify({ rssStartMB: rss[0]! / 1e6, capacity, rate, p50: percentile(latencies, 50), p99, max: Math.max(...latencies), n: latencies.length, maxRssMB: maxRss / 1e6, firstHalfMax: firstHalfMax / 1e6, secondHalfMax: secondHalfMax / 1e6, ...result }));
     }
 

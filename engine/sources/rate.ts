@@ -24,8 +24,8 @@ export interface RateStreamOptions {
   maxRowsPerBatch?: number;
   /**
    * Throttle to what the pipeline processes when it cannot keep up (default true, on the system
-   * clock): a batch takes at most what is processed in about 60% of a batch interval; rows not produced yet are owed, not
-   * dropped, and come once it catches up. false produces rowsPerSecond regardless.
+   * clock): a batch takes at most what is processed in about half a batch interval; rows not produced
+   * yet are owed, not dropped, and come once it catches up. false produces rowsPerSecond regardless.
    */
   throttle?: boolean;
 }

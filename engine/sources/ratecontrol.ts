@@ -133,7 +133,7 @@ export class RateController {
 
 /**
  * Throttle for a source that can make its records later (the rate generator): a batch takes at most
- * what the pipeline processes in ~60% of a batch interval (the rest is left to the kernel: displays,
+ * what the pipeline processes in ~50% of a batch interval (the rest is left to the kernel: displays,
  * requests), learnt from its completed batches (time per record, from batches big enough to measure),
  * halved while batches wait behind each other. Unlike Spark's PID estimator it needs no steady state:
  * it never collapses to its minimum when a backlog built up before it had learnt, nor lets a backlog
@@ -163,7 +163,7 @@ export class ProcessingThrottle {
       // Not learnt yet: one full batch at a time, small ones while it runs.
       return this.inFlight.size > 0 ? this.minSample : Infinity;
     }
-    const n = (0.6 * this.batchIntervalMs) / this.msPerRecord;
+    const n = (0.5 * this.batchIntervalMs) / this.msPerRecord;
     return Math.max(this.minSample, Math.floor(this.behind ? n / 2 : n));
   }
 
