@@ -54,16 +54,6 @@ export class JobGenerator {
     this.backlog.length = 0;
   }
 
-  /** Batch times due (or in the backlog) but held back because the scheduler's queue is full. */
-  get heldBack(): number {
-    let n = this.backlog.length;
-    if (this.nextTime !== undefined) {
-      const now = this.clock.now();
-      if (this.nextTime <= now) n += Math.floor((now - this.nextTime) / this.batchDuration) + 1;
-    }
-    return n;
-  }
-
   /** A graceful stop: generates every batch time held back, regardless of the queue's bound. */
   generateHeldBack(): void {
     this.catchUp(Infinity);

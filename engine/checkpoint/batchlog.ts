@@ -118,11 +118,6 @@ export class BatchInputLog {
     this.write({ k: "c", t: time }, time);
   }
 
-  /** True if the directory holds any record of an earlier run. */
-  hasRecords(): boolean {
-    return this.wal.segments().length > 0 && this.wal.readAll().length > 0;
-  }
-
   /** Reads the log of the run that crashed (once, before the new run writes). */
   recover(): BatchLogContents {
     this.adopted = true;
