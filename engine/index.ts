@@ -42,3 +42,5 @@ export {
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
 export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+// Importing the group area plugs `new StreamingContext(sc, batch, { group })` into the context.
+export * from "./group/index.js";
