@@ -419,7 +419,10 @@ export class GroupRuntime implements GroupHandle {
     this.units.delete(u);
     this.forget(run);
     this.emit({ kind, instanceId: this.instanceId, unit: u, epoch: run.epoch, message });
-    setTimeout(() => this.reconcile(), 200);
+    // Fenced while etcd still lists us: a newer epoch exists that we never saw. Give the claim up, so the unit
+    // is claimed again (by whoever the assignment says) under an epoch newer than the fence.
+    const release = kind === "fenced" ? this.coord?.release(u, run.epoch).catch(() => {}) : undefined;
+    void Promise.resolve(release).then(() => setTimeout(() => this.reconcile(), 200));
   }
 
   private forget(run: OwnedUnit): void {
