@@ -42,5 +42,7 @@ export {
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
 export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+// MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
+export * from "./ml/index.js";
 // Importing the group area plugs `new StreamingContext(sc, batch, { group })` into the context.
 export * from "./group/index.js";
