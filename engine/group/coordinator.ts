@@ -5,7 +5,7 @@
 import type { Etcd3, Lease, IKeyValue, Watcher } from "etcd3";
 import * as os from "node:os";
 import { GroupCoordinatorUnavailableError, GroupOptionError } from "./errors.js";
-import type { PartitionedSourceSpec } from "./log.js";
+import type { GroupSourceSpec } from "./log.js";
 import type { RedisConnectionOptions } from "../sources/redis.js";
 
 /** What every instance stores about itself (the member key's value). */
@@ -41,7 +41,7 @@ export interface GroupMeta {
   /** Partitions of each sub-topology (stage), for monitors that do not run the pipeline. */
   stages: number[];
   /** The partitioned inputs (for their lag) and the store, likewise. */
-  inputs: PartitionedSourceSpec[];
+  inputs: GroupSourceSpec[];
   store: RedisConnectionOptions;
 }
 

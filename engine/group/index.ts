@@ -28,7 +28,7 @@ export {
 export { currentGroupTask, PARTITIONED_SINK, type GroupTaskScope } from "./scope.js";
 export { partitionOf } from "./partitioner.js";
 export { GroupMonitor } from "./monitor.js";
-export type { PartitionedSourceSpec, PartitionedInput } from "./log.js";
+export type { GroupSourceSpec, GroupSource } from "./log.js";
 
 const runtimes = new WeakMap<StreamingContext, GroupRuntime>();
 

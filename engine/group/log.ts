@@ -3,8 +3,8 @@
 // (T - batch, T]: every instance, and every replay after a failure, reads exactly the same batch.
 import type { RedisConnectionOptions } from "../sources/redis.js";
 
-/** How a source describes itself to a group (sources that can be partitioned implement partitionedSource()). */
-export interface PartitionedSourceSpec {
+/** How a source describes itself to a group (sources that can be partitioned implement groupSource()). */
+export interface GroupSourceSpec {
   kind: "redis";
   /** Stable ids in partition order: index i is partition i. For Redis, the stream keys. */
   partitionIds: readonly string[];
@@ -14,11 +14,11 @@ export interface PartitionedSourceSpec {
 }
 
 /** A source a group can run: it says how it is partitioned. */
-export interface PartitionedInput {
-  partitionedSource(): PartitionedSourceSpec;
+export interface GroupSource {
+  groupSource(): GroupSourceSpec;
 }
 
-export function isPartitionedInput(x: unknown): x is PartitionedInput {
+export function isGroupSource(x: unknown): x is GroupSource {
   return typeof (x as { partitionedSource?: unknown }).partitionedSource === "function";
 }
 

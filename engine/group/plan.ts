@@ -9,7 +9,7 @@ import type { RDD } from "../rdd.js";
 import { StateSpec, MapWithStateDStream } from "../state.js";
 import { InputDStream } from "../sources/input.js";
 import { GroupUnsupportedError } from "./errors.js";
-import { isPartitionedInput, type PartitionedSourceSpec } from "./log.js";
+import { isGroupSource, type GroupSourceSpec } from "./log.js";
 import { modifiersOf, recipeOf, type Recipe } from "./recipe.js";
 import { partitionOf } from "./partitioner.js";
 import { PARTITIONED_SINK } from "./scope.js";
@@ -67,7 +67,7 @@ export interface PlannedOutput {
 }
 
 export interface GroupPlan {
-  inputs: { stream: InputDStream<unknown>; spec: PartitionedSourceSpec }[];
+  inputs: { stream: InputDStream<unknown>; spec: GroupSourceSpec }[];
   subs: SubTopology[];
   exchanges: Exchange[];
   steps: PlanStep[];
@@ -298,13 +298,13 @@ export function planGroup(ssc: StreamingContext, defaultPartitions?: number): Gr
   // Inputs: sub-topology 0, one task per partition; every partitioned input must have as many.
   for (const s of ssc.graph.inputStreams()) {
     if (!needed.has(s)) continue;
-    if (!isPartitionedInput(s)) {
+    if (!isGroupSource(s)) {
       throw new GroupUnsupportedError(
         `input ${s.name} is not a partitioned log, so a group cannot split it between instances; ` +
           `read a partitioned log (redisStream with one stream key per partition) in a group`,
       );
     }
-    const spec = s.partitionedSource();
+    const spec = s.groupSource();
     inputs.push({ stream: s, spec });
     placement.set(s, { sub: 0, keyed: false });
   }

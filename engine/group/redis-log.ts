@@ -4,7 +4,7 @@
 // that TIME answer gets a later ID, and the XRANGE sees every entry with an ID up to T.
 import type Redis from "ioredis";
 import { connect, parseId, type RedisStreamEntry } from "../sources/redis.js";
-import type { LogReader, PartitionedSourceSpec } from "./log.js";
+import type { LogReader, GroupSourceSpec } from "./log.js";
 import { pipelined } from "./store.js";
 
 const PAGE = 10_000;
@@ -18,7 +18,7 @@ function toFields(flat: string[]): Record<string, string> {
 export class RedisLogReader implements LogReader {
   private readonly redis: Redis;
 
-  constructor(private readonly spec: PartitionedSourceSpec) {
+  constructor(private readonly spec: GroupSourceSpec) {
     this.redis = connect(pipelined(spec.connection));
     this.redis.on("error", () => {});
   }

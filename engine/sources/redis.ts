@@ -9,7 +9,7 @@ import { StreamingError, errorMessage } from "../errors.js";
 import { InputDStream } from "./input.js";
 import { makeRDD } from "./rddof.js";
 import { currentGroupTask, PARTITIONED_SINK } from "../group/scope.js";
-import type { PartitionedSourceSpec } from "../group/log.js";
+import type { GroupSourceSpec } from "../group/log.js";
 
 export interface RedisConnectionOptions {
   /** `redis://host:port/db`; takes precedence over host/port. */
@@ -624,7 +624,7 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
    * In a group (engine/group): each stream key is one partition, read by log time (the entry IDs' clock).
    * A consumer group (`group`) and `count` are single-process options; a group ignores them.
    */
-  partitionedSource(): PartitionedSourceSpec {
+  groupSource(): GroupSourceSpec {
     return { kind: "redis", partitionIds: this.streams.slice(), connection: { ...this.conn }, startId: this.startId };
   }
 
