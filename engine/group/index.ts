@@ -25,7 +25,7 @@ export {
   GroupUnsupportedError,
   GroupOptionError,
 } from "./errors.js";
-export { currentGroupTask, PARTITIONED_SINK, type GroupTaskScope } from "./scope.js";
+export { groupTaskOf, PARTITIONED_SINK, type GroupTaskScope } from "./scope.js";
 export { partitionOf } from "./partitioner.js";
 export { GroupMonitor } from "./monitor.js";
 export type { GroupSourceSpec, GroupSource } from "./log.js";

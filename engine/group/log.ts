@@ -19,7 +19,7 @@ export interface GroupSource {
 }
 
 export function isGroupSource(x: unknown): x is GroupSource {
-  return typeof (x as { partitionedSource?: unknown }).partitionedSource === "function";
+  return typeof (x as { groupSource?: unknown }).groupSource === "function";
 }
 
 /** Reads one partitioned source by log time. */

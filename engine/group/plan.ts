@@ -410,9 +410,9 @@ export function planGroup(ssc: StreamingContext, defaultPartitions?: number): Gr
   for (const o of outputs) {
     const r = recipeOf(o);
     const at = placement.get(o.parent)!;
-    const fn = r?.method === "foreachRDD" ? (r.args[0] as Record<symbol, unknown> | undefined) : undefined;
-    if (r && fn && fn[PARTITIONED_SINK]) {
-      const sinkConnection = fn[PARTITIONED_SINK] as RedisConnectionOptions;
+    const marker = r?.method === "foreachRDD" ? (r.args[1] as Record<symbol, unknown> | undefined)?.[PARTITIONED_SINK] : undefined;
+    if (r && marker) {
+      const sinkConnection = marker as RedisConnectionOptions;
       planned.push({ output: o, parent: o.parent, sub: at.sub, perTask: (scope) => void replayCall(r, scope), sinkConnection });
     } else planned.push({ output: o, parent: o.parent, sub: at.sub });
   }

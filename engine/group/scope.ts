@@ -1,9 +1,10 @@
-// The task a partitioned sink is running in (AsyncLocalStorage carries it through the sink's awaits). Kept
-// apart, with no runtime imports, so that sources can ask for it without loading the group machinery.
-import { AsyncLocalStorage } from "node:async_hooks";
+// Which task of a group an RDD belongs to, so that a partitioned sink can write under that task's partition
+// and epoch. Kept apart, with no runtime imports, so that sources can ask without loading the group machinery.
+// (Keyed by the RDD rather than carried in an AsyncLocalStorage: a notebook runs each foreachRDD function in
+// the async context of the cell that defined it, which would hide the task.)
 import type { RedisConnectionOptions } from "../sources/redis.js";
 
-/** What a partitioned sink sees while it runs inside a task. */
+/** What a partitioned sink sees while it writes one task's batch. */
 export interface GroupTaskScope {
   group: string;
   instanceId: string;
@@ -16,15 +17,21 @@ export interface GroupTaskScope {
   writeRedisOutput(connection: RedisConnectionOptions, stream: string, time: number, rows: Record<string, string>[], maxLen?: number): Promise<number>;
 }
 
-export const taskScopes = new AsyncLocalStorage<GroupTaskScope>();
+const scopes = new WeakMap<object, GroupTaskScope>();
 
-/** The task a sink is running in, when it runs inside a group. */
-export function currentGroupTask(): GroupTaskScope | undefined {
-  return taskScopes.getStore();
+/** Internal (engine/group): `rdd` is a batch of this task's. */
+export function markGroupTask(rdd: object, scope: GroupTaskScope): void {
+  scopes.set(rdd, scope);
+}
+
+/** The group task whose batch `rdd` is, when a sink runs inside a group (undefined otherwise). */
+export function groupTaskOf(rdd: object): GroupTaskScope | undefined {
+  return scopes.get(rdd);
 }
 
 /**
- * Marks a sink function that writes per partition (fenced, idempotent): it runs inside each task. The
- * marker's value is the Redis server it writes to, whose fence a new owner raises before it starts.
+ * Marks a sink as partitioned: put it in foreachRDD's options (`{ [PARTITIONED_SINK]: connection }`). In a
+ * group the sink then runs inside each task, on that partition's batch, and a new owner raises its fence on
+ * the sink's server before it starts.
  */
 export const PARTITIONED_SINK: unique symbol = Symbol.for("streambook.group.partitionedSink") as never;

@@ -15,7 +15,7 @@ import type { GroupPlan, ReplayScope } from "./plan.js";
 import { partitionOf } from "./partitioner.js";
 import { GroupStore, type ScriptRedis } from "./store.js";
 import { GroupFencedError } from "./errors.js";
-import { taskScopes as scopes, type GroupTaskScope } from "./scope.js";
+import { markGroupTask, type GroupTaskScope } from "./scope.js";
 
 type AnyStream = DStream<unknown>;
 type Pair = [unknown, unknown];
@@ -296,9 +296,14 @@ export class GroupTask {
     if (this.cancelled) return false;
     const isCancelled = (): boolean => this.cancelled;
     const graph = this.ctx.graph;
+    // Partitioned sinks find their task (partition, epoch) by the batch they are handed.
+    for (const out of graph.outputStreams()) {
+      const rdd = out.parent.getOrCompute(time);
+      if (rdd) markGroupTask(rdd, this.scope);
+    }
     for (const job of graph.generateJobs(time)) {
       try {
-        await scopes.run(this.scope, () => job.run(isCancelled));
+        await job.run(isCancelled);
       } catch (e) {
         if (e instanceof GroupFencedError) throw e;
         if (this.cancelled) return false;

@@ -3,12 +3,12 @@
 import type Redis from "ioredis";
 import type { RedisOptions } from "ioredis";
 import type { StreamingContext } from "../context.js";
-import type { DStream } from "../dstream.js";
+import type { DStream, NameOption } from "../dstream.js";
 import type { RDD } from "../rdd.js";
 import { StreamingError, errorMessage } from "../errors.js";
 import { InputDStream } from "./input.js";
 import { makeRDD } from "./rddof.js";
-import { currentGroupTask, PARTITIONED_SINK } from "../group/scope.js";
+import { groupTaskOf, PARTITIONED_SINK } from "../group/scope.js";
 import type { GroupSourceSpec } from "../group/log.js";
 
 export interface RedisConnectionOptions {
@@ -683,7 +683,7 @@ export function saveToRedis<T>(dstream: DStream<T>, options: RedisSinkOptions<T>
   const connection: RedisConnectionOptions = { url: options.url, host: options.host, port: options.port, redisOptions: options.redisOptions };
   const write = async (rdd: RDD<T>, time: number): Promise<void> => {
     const rows = rdd.collect().map((r) => toFields(r));
-    const task = currentGroupTask();
+    const task = groupTaskOf(rdd);
     if (task) {
       await task.writeRedisOutput(connection, `${options.stream}:${task.partition}`, time, rows, options.maxLen);
       return;
@@ -694,6 +694,5 @@ export function saveToRedis<T>(dstream: DStream<T>, options: RedisSinkOptions<T>
     }
     await writeBatchIdempotent(redis, options.stream, time, rows, options.maxLen);
   };
-  (write as unknown as Record<symbol, unknown>)[PARTITIONED_SINK] = connection;
-  dstream.foreachRDD(write, { name: `saveToRedis(${options.stream})` });
+  dstream.foreachRDD(write, { name: `saveToRedis(${options.stream})`, [PARTITIONED_SINK]: connection } as NameOption);
 }
