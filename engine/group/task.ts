@@ -350,7 +350,7 @@ export class GroupTask {
         trim.flatMap((i) => i.keys),
         time - keep + this.env.batchDuration,
       );
-    } else if (Date.now() - this.lastMark > 250) {
+    } else if (Date.now() - this.lastMark > 100) {
       // Only the status panel reads the mark: a few a second are enough.
       await this.env.store.progress(this.unit, this.epoch, this.cpKey, time);
       this.lastMark = Date.now();
