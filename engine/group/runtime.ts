@@ -10,7 +10,6 @@ import { StatefulDStream } from "../dstream.js";
 import type { RDD } from "../rdd.js";
 import type { BatchInfo, OutputOperationInfo } from "../listener.js";
 import { errorMessage } from "../errors.js";
-import { runSliced } from "../slicing.js";
 import type { RedisConnectionOptions } from "../sources/redis.js";
 import { assignUnits, EtcdCoordinator, type GroupMeta } from "./coordinator.js";
 import { GroupConfigMismatchError, GroupCoordinatorUnavailableError, GroupFencedError, GroupSessionExpiredError } from "./errors.js";
@@ -62,8 +61,6 @@ export class GroupRuntime implements GroupHandle {
   private troubled = false;
   /** Task steps running now, so a unit being released can wait for them. */
   private readonly inFlight = new Map<GroupTask, Promise<unknown>>();
-  /** Per task, per batch: the RDDs this instance's outputs read, until the batch fires. */
-  private readonly pending = new Map<GroupTask, Map<number, Map<AnyStream, RDD<unknown>>>>();
   private readonly batchDuration: number;
 
   private hooks: GroupHooks = { reportError: () => {} };
@@ -136,7 +133,6 @@ export class GroupRuntime implements GroupHandle {
     this.hooks = hooks;
     this.units.clear();
     this.claiming.clear();
-    this.pending.clear();
     this.lastFired = undefined;
     this.knownMembers = new Set();
     this.sessionLost = false;
@@ -426,7 +422,7 @@ export class GroupRuntime implements GroupHandle {
   }
 
   private forget(run: OwnedUnit): void {
-    for (const t of run.tasks) this.pending.delete(t);
+    for (const t of run.tasks) t.outputRDDs.clear();
   }
 
   // ---- the batch loop --------------------------------------------------------------------------
@@ -489,25 +485,8 @@ export class GroupRuntime implements GroupHandle {
     return progressed;
   }
 
-  private async stepTask(t: GroupTask, time: number): Promise<boolean> {
-    const ok = await t.step(time);
-    if (ok) {
-      // Keep what this instance's outputs read of this batch until every owned task has done it.
-      const rdds = new Map<AnyStream, RDD<unknown>>();
-      for (const o of this.plan!.outputs) {
-        if (o.perTask || o.sub !== t.sub) continue;
-        const c = t.copyOf(o.parent);
-        const rdd = c?.getOrCompute(time);
-        if (rdd) {
-          await runSliced(rdd.computeGen());
-          rdds.set(o.parent, rdd);
-        }
-      }
-      let perTask = this.pending.get(t);
-      if (!perTask) this.pending.set(t, (perTask = new Map()));
-      perTask.set(time, rdds);
-    }
-    return ok;
+  private stepTask(t: GroupTask, time: number): Promise<boolean> {
+    return t.step(time);
   }
 
   private idle(): Promise<void> {
@@ -560,8 +539,8 @@ export class GroupRuntime implements GroupHandle {
     // The union of this instance's partitions, for each stream an output reads.
     const unions = new Map<AnyStream, RDD<unknown>[]>();
     for (const t of tasks) {
-      const got = this.pending.get(t)?.get(time);
-      this.pending.get(t)?.delete(time);
+      const got = t.outputRDDs.get(time);
+      t.outputRDDs.delete(time);
       if (!got) continue;
       for (const [s, rdd] of got) {
         const list = unions.get(s) ?? [];

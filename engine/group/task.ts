@@ -154,6 +154,8 @@ export class GroupTask {
   progress: number;
   /** Records this task read per batch time (for the instance's batch info), until reported. */
   readonly records = new Map<number, number>();
+  /** Per batch, the RDDs this instance's outputs (pprint, chart, foreachRDD) read of this task, until they run. */
+  readonly outputRDDs = new Map<number, Map<AnyStream, RDD<unknown>>>();
   private readonly copies = new Map<AnyStream, AnyStream>();
   private readonly inputs: (LogPartitionInput | ExchangeInput)[] = [];
   private readonly mapSides: { exchange: number; partitions: number; stream: DStream<Pair>; keys: string[] }[] = [];
@@ -310,6 +312,20 @@ export class GroupTask {
         this.env.reportError(e);
       }
     }
+    // What this instance's outputs read, computed now: the batch's RDDs are forgotten once it completes.
+    const watched = new Map<AnyStream, RDD<unknown>>();
+    for (const o of this.env.plan.outputs) {
+      if (o.perTask || o.sub !== this.sub) continue;
+      const rdd = this.copies.get(o.parent)?.getOrCompute(time);
+      if (!rdd) continue;
+      try {
+        await runSliced(rdd.computeGen(), isCancelled);
+        watched.set(o.parent, rdd);
+      } catch (e) {
+        if (this.cancelled) return false;
+        this.env.reportError(e);
+      }
+    }
     const entries: { key: string; payload: string }[] = [];
     for (const ms of this.mapSides) {
       const buckets: Pair[][] = Array.from({ length: ms.partitions }, () => []);
@@ -330,6 +346,7 @@ export class GroupTask {
     }
     if (this.cancelled) return false;
     graph.batchCompleted(time);
+    this.outputRDDs.set(time, watched);
     let n = 0;
     for (const input of this.inputs) if (input instanceof LogPartitionInput) n += input.reportedRecords(time) ?? 0;
     this.records.set(time, n);
