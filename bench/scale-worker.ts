@@ -4,11 +4,11 @@
 // Usage: node scale-worker.js plain|group <redisUrl> <etcdUrl> <group> <batchMs> <totalWords> [sessionMs]
 import { SparkContext, StreamingContext, redisStream, saveToRedis, type RDD } from "../engine/index.js";
 
-const [mode, url, etcd, group, batchArg, totalArg, sessionArg] = process.argv.slice(2);
+const [mode, url, etcd, group, batchArg, totalArg, sessionArg, instancesArg] = process.argv.slice(2);
 const batch = Number(batchArg);
 const total = Number(totalArg);
 const ssc = new StreamingContext(new SparkContext(), batch, {
-  group: mode === "group" ? { name: group!, coordinator: etcd!, sessionTimeout: Number(sessionArg ?? 2000), checkpointInterval: 2 * batch } : false,
+  group: mode === "group" ? { name: group!, coordinator: etcd!, sessionTimeout: Number(sessionArg ?? 2000), checkpointInterval: 2 * batch, instances: Number(instancesArg ?? 1) } : false,
 });
 const lines = redisStream(ssc, { url, streams: Array.from({ length: 8 }, (_, i) => `${group!.startsWith("live") ? "live" : "lines"}:${i}`), startId: "0", fetchCount: 10_000 });
 const counts = lines

@@ -101,14 +101,37 @@ async function load(redis: Redis, prefix: string, records: number, seed: number)
   return records * WORDS;
 }
 
+/** CPU seconds a process has used (Linux /proc; 0 elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+async function redisCpu(redis: Redis): Promise<number> {
+  const info = (await redis.info("cpu")) as string;
+  const get = (k: string): number => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return get("used_cpu_sys") + get("used_cpu_user");
+}
+
+/** What one run took: wall time, and CPU of its processes and of redis-server. */
+interface Run {
+  ms: number;
+  workerCpu: number;
+  redisCpu: number;
+}
+
 interface Worker {
   proc: ChildProcess;
   lines: Record<string, number | string>[];
   exited: Promise<void>;
 }
 
-function worker(mode: "plain" | "group", redisUrl: string, etcdUrl: string, group: string, totalWords: number): Worker {
-  const proc = spawn(process.execPath, [WORKER, mode, redisUrl, etcdUrl, group, String(BATCH), String(totalWords), String(SESSION)], { stdio: ["ignore", "pipe", "inherit"] });
+function worker(mode: "plain" | "group", redisUrl: string, etcdUrl: string, group: string, totalWords: number, instances = 1): Worker {
+  const proc = spawn(process.execPath, [WORKER, mode, redisUrl, etcdUrl, group, String(BATCH), String(totalWords), String(SESSION), String(instances)], { stdio: ["ignore", "pipe", "inherit"] });
   cleanups.push(() => proc.kill("SIGKILL"));
   const w: Worker = { proc, lines: [], exited: new Promise((r) => proc.once("exit", () => r())) };
   let buf = "";
@@ -153,23 +176,29 @@ async function lastBatch(redis: Redis, prefix: string): Promise<number> {
   return Math.ceil(last / BATCH) * BATCH;
 }
 
-async function runPlain(s: { redisUrl: string; etcdUrl: string }, total: number): Promise<number> {
+async function runPlain(s: { redisUrl: string; etcdUrl: string }, redis: Redis, total: number): Promise<Run> {
+  const r0 = await redisCpu(redis);
   const w = worker("plain", s.redisUrl, s.etcdUrl, "plain", total);
   const done = await until(async () => w.lines.find((l) => l.done !== undefined), 600_000, "the plain engine to count every word");
   const started = w.lines.find((l) => l.started !== undefined)!;
+  const cpu = cpuSeconds(w.proc.pid);
+  const r1 = await redisCpu(redis);
   w.proc.kill("SIGKILL");
   await w.exited;
-  return Number(done.done) - Number(started.started);
+  return { ms: Number(done.done) - Number(started.started), workerCpu: cpu, redisCpu: r1 - r0 };
 }
 
-async function runGroup(s: { redisUrl: string; etcdUrl: string }, redis: Redis, group: string, instances: number, total: number, end: number): Promise<number> {
-  const ws = Array.from({ length: instances }, () => worker("group", s.redisUrl, s.etcdUrl, group, total));
+async function runGroup(s: { redisUrl: string; etcdUrl: string }, redis: Redis, group: string, instances: number, total: number, end: number): Promise<Run> {
+  const r0 = await redisCpu(redis);
+  const ws = Array.from({ length: instances }, () => worker("group", s.redisUrl, s.etcdUrl, group, total, instances));
   await until(async () => (ws.every((w) => w.lines.some((l) => l.started !== undefined)) ? true : undefined), 120_000, "the instances to start");
   const t0 = Math.min(...ws.map((w) => Number(w.lines.find((l) => l.started !== undefined)!.started)));
   const t1 = await until(async () => ((await marks(redis, group)).every((m) => m >= end) ? Date.now() : undefined), 600_000, `group ${group} to finish`, 20);
+  const cpu = ws.reduce((n, w) => n + cpuSeconds(w.proc.pid), 0);
+  const r1 = await redisCpu(redis);
   for (const w of ws) w.proc.kill("SIGKILL");
   await Promise.all(ws.map((w) => w.exited));
-  return t1 - t0;
+  return { ms: t1 - t0, workerCpu: cpu, redisCpu: r1 - r0 };
 }
 
 /** A live log, two instances keeping up, one SIGKILLed: ms until every unit is owned again and the group is within a batch of the log. */
@@ -187,7 +216,7 @@ async function rebalance(s: { redisUrl: string; etcdUrl: string; etcdHttp: strin
   })();
   const etcd = new Etcd3({ hosts: s.etcdHttp });
   try {
-    const ws = [worker("group", s.redisUrl, s.etcdUrl, group, 0), worker("group", s.redisUrl, s.etcdUrl, group, 0)];
+    const ws = [worker("group", s.redisUrl, s.etcdUrl, group, 0, 2), worker("group", s.redisUrl, s.etcdUrl, group, 0, 2)];
     const ids = await until(async () => {
       const got = ws.map((w) => w.lines.find((l) => l.instance !== undefined)?.instance as string | undefined);
       return got.every((x) => x) ? (got as string[]) : undefined;
@@ -232,21 +261,22 @@ async function main(): Promise<void> {
   const total = await load(redis, "lines", RECORDS, 1);
   const end = await lastBatch(redis, "lines");
   console.log(`  loaded ${RECORDS} records into redis in ${((Date.now() - t) / 1000).toFixed(1)} s (the log spans ${(end - (await firstBatch(redis))) / 1000} s of log time)`);
-  const plain: number[] = [];
-  const one: number[] = [];
-  const two: number[] = [];
+  const plain: Run[] = [];
+  const one: Run[] = [];
+  const two: Run[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    plain.push(await runPlain(servers, total));
+    plain.push(await runPlain(servers, redis, total));
     one.push(await runGroup(servers, redis, `one-${r}`, 1, total, end));
     two.push(await runGroup(servers, redis, `two-${r}`, 2, total, end));
   }
-  const best = (xs: number[]): number => Math.min(...xs);
-  const rate = (ms: number): string => `${((total / ms) * 1000 / 1e6).toFixed(2)} M words/s`;
-  console.log(`  plain engine, 1 process       ${(best(plain) / 1000).toFixed(2)} s   ${rate(best(plain))}`);
-  console.log(`  group, 1 instance             ${(best(one) / 1000).toFixed(2)} s   ${rate(best(one))}`);
-  console.log(`  group, 2 instances            ${(best(two) / 1000).toFixed(2)} s   ${rate(best(two))}`);
-  const speedup = best(one) / best(two);
-  const overhead = best(plain) / best(one);
+  const best = (xs: Run[]): Run => xs.reduce((a, b) => (b.ms < a.ms ? b : a));
+  const line = (label: string, r: Run): string =>
+    `  ${label.padEnd(28)} ${(r.ms / 1000).toFixed(2)} s   ${((total / r.ms) * 1000 / 1e6).toFixed(2)} M words/s   cpu: streambook ${r.workerCpu.toFixed(1)} s, redis-server ${r.redisCpu.toFixed(1)} s`;
+  console.log(line("plain engine, 1 process", best(plain)));
+  console.log(line("group, 1 instance", best(one)));
+  console.log(line("group, 2 instances", best(two)));
+  const speedup = best(one).ms / best(two).ms;
+  const overhead = best(plain).ms / best(one).ms;
   console.log(`  2 instances vs 1: ${speedup.toFixed(2)}x (goal >= 1.7x); 1 instance in a group vs the plain engine: ${overhead.toFixed(2)}x (goal >= 0.8x)${ROUNDS > 1 ? `; best of ${ROUNDS}` : ""}`);
   const rb = await rebalance(servers, redis);
   console.log(`  rebalance after SIGKILL (live log, 2 instances, session timeout ${SESSION} ms): every unit owned again after ${rb.owned} ms, caught up ${rb.caughtUp} ms later`);

@@ -25,6 +25,14 @@ export interface GroupOptions {
   rejoin?: boolean;
   /** How long start-up waits for the coordinator (default 5 000 ms). */
   connectTimeout?: number;
+  /**
+   * A group starting from nothing (no partition owned yet) waits up to this long (default 1 000 ms), or until
+   * `instances` have joined, before its first claims, so instances started together share the partitions
+   * from the start instead of through a rebalance (Kafka's group.initial.rebalance.delay.ms).
+   */
+  initialRebalanceDelay?: number;
+  /** How many instances are being started together (`--instances N` sets it); see initialRebalanceDelay. */
+  instances?: number;
   /** This instance's id in the group (default: host-pid-random; must be unique). */
   instanceId?: string;
   /** The launcher's number for this instance (`streambook run --instances N` sets it). */
@@ -139,6 +147,7 @@ export function checkGroupOptions(o: GroupOptions): void {
     ["partitions", o.partitions],
     ["checkpointInterval", o.checkpointInterval],
     ["connectTimeout", o.connectTimeout],
+    ["instances", o.instances],
   ] as const) {
     if (v !== undefined && !(typeof v === "number" && v > 0 && Number.isFinite(v))) throw new GroupOptionError(`group.${k} must be a positive number, got ${String(v)}`);
   }

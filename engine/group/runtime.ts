@@ -196,9 +196,22 @@ export class GroupRuntime implements GroupHandle {
       trouble: (e) => this.onTrouble(e),
     });
     this.running = true;
+    // As Kafka's group.initial.rebalance.delay: a group starting from nothing waits briefly for the instances
+    // started with it, so they share the units from the first claim rather than through a rebalance.
+    this.settling = true;
     await coord.join();
+    const expected = this.options.instances ?? (Number(process.env.STREAMBOOK_INSTANCES) || undefined);
+    const until = Date.now() + (this.options.initialRebalanceDelay ?? 1000);
+    while (this.running && Date.now() < until && coord.owners().size === 0 && (expected === undefined || coord.members().length < expected)) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.settling = false;
+    this.reconcile();
     this.loop = this.run();
   }
+
+  /** Joined but still waiting for the instances started together (see join()). */
+  private settling = false;
 
   /** state() of a stateful stream of the pipeline reads the state of this instance's partitions. */
   private shareState(plan: GroupPlan): void {
@@ -313,7 +326,7 @@ export class GroupRuntime implements GroupHandle {
   private reconcile(): void {
     const coord = this.coord;
     const plan = this.plan;
-    if (!coord || !plan || !this.running || this.sessionLost) return;
+    if (!coord || !plan || !this.running || this.sessionLost || this.settling) return;
     const ids = coord.members().map((m) => m.id);
     if (!ids.includes(this.instanceId)) return;
     const mine = new Set(assignUnits(plan.units, ids).get(this.instanceId) ?? []);
@@ -451,9 +464,13 @@ export class GroupRuntime implements GroupHandle {
       } catch (e) {
         this.hooks.reportError(e);
       }
-      if (!progressed) await this.idle();
+      if (progressed) this.pollMs = 1;
+      else await this.idle();
     }
   }
+
+  /** Waiting for another instance's commit: poll soon, then back off (reset once a batch runs). */
+  private pollMs = 1;
 
   /** Runs a task's due batches, for up to ~50 ms (catching up), or until its input is not there yet. */
   private async advance(t: GroupTask, failures: Map<GroupTask, number>): Promise<boolean> {
@@ -494,9 +511,10 @@ export class GroupRuntime implements GroupHandle {
     let next = Infinity;
     for (const t of this.liveTasks()) next = Math.min(next, t.progress + b);
     const untilDue = next === Infinity ? 200 : next - Date.now();
-    // Waiting for another instance's commit: poll often enough to follow a batch, not so often as to load the store.
-    const poll = Math.min(100, Math.max(5, Math.floor(b / 5)));
-    const ms = Math.max(1, Math.min(untilDue > 0 ? untilDue : poll, 200));
+    // A due batch whose input is not there yet (another instance's commit, or the log's clock): poll at 1, 2,
+    // 4, ... ms, up to a fifth of a batch (at most 100 ms), so a short wait costs little and a long one little load.
+    this.pollMs = Math.min(this.pollMs * 2, Math.min(100, Math.max(5, Math.floor(b / 5))));
+    const ms = Math.max(1, Math.min(untilDue > 0 ? untilDue : this.pollMs, 200));
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.wakeLoop = undefined;
@@ -513,7 +531,11 @@ export class GroupRuntime implements GroupHandle {
   /** Runs this instance's outputs for every batch all its tasks have completed, in order. */
   private async fireReady(): Promise<void> {
     const tasks = this.liveTasks();
-    if (tasks.length === 0) return;
+    if (tasks.length === 0) {
+      // Owning nothing (a stand-by): when units come, outputs start at their batches, not where they stopped.
+      this.lastFired = undefined;
+      return;
+    }
     const frontier = Math.min(...tasks.map((t) => t.progress));
     if (this.lastFired === undefined) this.lastFired = frontier;
     const b = this.batchDuration;
