@@ -19,6 +19,7 @@ import { RateInputDStream, type RateStreamOptions } from "./sources/rate.js";
 import type { GroupHandle, GroupOptions } from "./group/options.js";
 import "./window.js";
 import "./state.js";
+import "./async.js";
 
 export type StreamingState = "initialized" | "active" | "stopped";
 

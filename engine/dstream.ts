@@ -47,7 +47,13 @@ export const operators: {
     options: UpdateStateOptions<K, S>,
   ) => StatefulDStream<[K, S], [K, S]>;
   mapWithState?: <K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>, options: NameOption) => MapWithStateDStream<K, V, S, M>;
+  asyncTransform?: <T, U>(parent: DStream<T>, fn: (rdd: RDD<T>, time: number) => Promise<RDD<U>> | RDD<U>, options?: NameOption) => DStream<U>;
 } = {};
+
+/** True for `async function` and `async () =>` (their constructor is AsyncFunction). */
+export function isAsyncFunction(fn: unknown): boolean {
+  return typeof fn === "function" && Object.prototype.toString.call(fn) === "[object AsyncFunction]";
+}
 
 function need<F>(f: F | undefined, what: string): F {
   if (!f) throw new IllegalArgumentError(`${what} is not loaded: import the engine through its index ("streambook" / engine/index.js)`);
@@ -250,8 +256,19 @@ export abstract class DStream<T> {
     return this.derive("countByValue", (rdd) => rdd.map((x) => [x, 1] as [T, number]).reduceByKey((a, b) => a + b, numPartitions));
   }
 
-  transform<U>(fn: (rdd: RDD<T>, time: number) => RDD<U>): DStream<U> {
-    return this.derive("transform", fn);
+  /**
+   * fn builds each batch's RDD from this stream's. An `async` fn (returning a promise: SQL, I/O) runs
+   * when the batch's jobs run, batch after batch in order, and the batch waits for it.
+   */
+  transform<U>(fn: (rdd: RDD<T>, time: number) => RDD<U> | Promise<RDD<U>>): DStream<U> {
+    if (isAsyncFunction(fn)) return need(operators.asyncTransform, "async transform")(this, fn);
+    return this.derive("transform", (rdd, time) => {
+      const out = fn(rdd, time);
+      if (!(out instanceof RDD)) {
+        throw new IllegalArgumentError("transform: the function returned a promise or a non-RDD; declare it `async` so it runs with the batch's jobs, or return an RDD");
+      }
+      return out;
+    });
   }
 
   transformWith<U, W>(other: DStream<U>, fn: (rdd: RDD<T>, other: RDD<U>, time: number) => RDD<W>): DStream<W> {

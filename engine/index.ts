@@ -42,6 +42,14 @@ export {
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
 export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+// SQL over DuckDB (DuckDB itself loads on first use): SparkSession, DataFrame, toDF, stream.sql, views, sinks.
+export * from "./sql/index.js";
+export { AsyncTransformedDStream, AsyncStepPendingError } from "./async.js";
+// A live dashboard outside the notebook (importing it adds ssc.dashboard() and stream.dashboard()).
+export { Dashboard } from "./dashboard/index.js";
+export type { DashboardOptions } from "./dashboard/index.js";
+export { ChartModel, ChartOptionsError } from "./chart.js";
+export type { VegaLiteSpec } from "./chart.js";
 // MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
 export * from "./ml/index.js";
 // Importing the group area plugs `new StreamingContext(sc, batch, { group })` into the context.
