@@ -102,7 +102,7 @@ export class GroupPanel {
     const lines = [`group ${s.group} (${s.coordinator}): ${s.members.length} instance(s), ${s.units} partition(s), batch ${s.batchDuration} ms`];
     for (const m of s.members) lines.push(`  ${m.instanceId} on ${m.host}: ${m.partitions.length > 0 ? `partitions ${m.partitions.join(", ")}` : "stand-by"}`);
     for (const p of s.partitions) {
-      const lag = p.lagRecords !== undefined ? `${p.lagRecords} records behind` : p.lagBatches !== undefined ? `${p.lagBatches} batch(es) behind` : "";
+      const lag = p.lagRecords !== undefined ? `${p.lagRecords}${p.lagAtLeast ? "+" : ""} records behind` : p.lagBatches !== undefined ? `${p.lagBatches} batch(es) behind` : "";
       lines.push(`  stage ${p.stage} partition ${p.partition} (${p.id}): ${p.owner ?? "unowned"}${p.epoch !== undefined ? ` epoch ${p.epoch}` : ""}, ${lag}`);
     }
     const ev = this.source.events().slice(-this.maxEvents).reverse();
@@ -119,7 +119,7 @@ export class GroupPanel {
       .join("");
     const parts = s.partitions
       .map((p) => {
-        const lag = p.lagRecords !== undefined ? `${p.lagRecords} records` : p.lagBatches !== undefined ? `${p.lagBatches} batches` : "";
+        const lag = p.lagRecords !== undefined ? `${p.lagRecords}${p.lagAtLeast ? "+" : ""} records` : p.lagBatches !== undefined ? `${p.lagBatches} batches` : "";
         return `<tr><td>${p.stage}</td><td>${p.partition}</td><td>${esc(p.id)}</td><td>${esc(p.owner ?? "unowned")}</td><td style="text-align:right">${p.epoch ?? ""}</td><td style="text-align:right">${p.progress !== undefined ? clock(p.progress) : ""}</td><td style="text-align:right">${esc(lag)}</td></tr>`;
       })
       .join("");

@@ -73,8 +73,9 @@ export interface GroupPartitionStatus {
   epoch: number | undefined;
   /** Last batch the partition's task completed. */
   progress: number | undefined;
-  /** Stage 0: records in the log after it. Later stages: batches behind the log's stage. */
+  /** Stage 0: records in the log after it (counted up to 10 000: `lagAtLeast` then). Later stages: batches behind the log's stage. */
   lagRecords?: number;
+  lagAtLeast?: boolean;
   lagBatches?: number;
 }
 

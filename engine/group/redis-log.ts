@@ -8,6 +8,8 @@ import type { LogReader, GroupSourceSpec } from "./log.js";
 import { pipelined } from "./store.js";
 
 const PAGE = 10_000;
+/** Lag is counted up to this many records (the status then says "at least"). */
+export const LAG_COUNT_LIMIT = 10_000;
 
 function toFields(flat: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -78,8 +80,8 @@ export class RedisLogReader implements LogReader {
     const last = (await this.redis.xrevrange(key, "+", "-", "COUNT", 1)) as [string, string[]][];
     const newest = last.length > 0 ? parseId(last[0]![0])[0] : undefined;
     if (newest === undefined || newest <= after) return { records: 0, newest };
-    // Counting is O(lag); bounded so a panel on a far-behind group stays cheap.
-    const rows = (await this.redis.xrange(key, `${after + 1}-0`, "+", "COUNT", 100_000)) as unknown[];
+    // Counting is O(lag): bounded (LAG_COUNT_LIMIT) so a panel on a far-behind group stays cheap.
+    const rows = (await this.redis.xrange(key, `${after + 1}-0`, "+", "COUNT", LAG_COUNT_LIMIT)) as unknown[];
     return { records: rows.length, newest };
   }
 

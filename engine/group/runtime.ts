@@ -16,7 +16,7 @@ import { GroupConfigMismatchError, GroupCoordinatorUnavailableError, GroupFenced
 import type { LogReader } from "./log.js";
 import { checkGroupOptions, type GroupEvent, type GroupHandle, type GroupInstanceInfo, type GroupListener, type GroupOptions, type GroupStatus } from "./options.js";
 import { planGroup, type GroupPlan } from "./plan.js";
-import { RedisLogReader } from "./redis-log.js";
+import { LAG_COUNT_LIMIT, RedisLogReader } from "./redis-log.js";
 import { GroupStore, type ScriptRedis } from "./store.js";
 import { GroupTask, type TaskEnvironment } from "./task.js";
 
@@ -638,6 +638,7 @@ export async function readGroupStatus(args: {
       let lag = 0;
       for (const r of readers) lag += (await r.lag(k.partition, progress ?? meta.zeroTime)).records;
       entry.lagRecords = lag;
+      if (lag >= LAG_COUNT_LIMIT) entry.lagAtLeast = true;
       if (progress !== undefined) logFrontier = logFrontier === undefined ? progress : Math.max(logFrontier, progress);
     }
     partitions.push(entry);
