@@ -7,6 +7,7 @@ import type Redis from "ioredis";
 import { describe, expect, it } from "vitest";
 import { Milliseconds, SparkContext, StateSpec, StreamingContext, redisStream, type RDD, type State } from "../engine/index.js";
 import { planGroup } from "../engine/group/plan.js";
+import { assignUnits } from "../engine/group/coordinator.js";
 import { connect } from "../engine/sources/redis.js";
 import { EtcdTestServer, etcdAvailable } from "./support/etcd-server.js";
 import { RedisTestServer, redisServerAvailable } from "./support/redis-server.js";
@@ -18,6 +19,21 @@ const PARTITIONS = 4;
 type P = [string, number];
 
 describe.skipIf(!etcdAvailable() || !redisServerAvailable())("keyed operators in a group (real etcd, redis-server)", () => {
+  it("assigns units balanced, from the member set alone, and keeps most units in place when a member leaves", () => {
+    const members = ["a", "b", "c", "d"];
+    const four = assignUnits(8, members);
+    expect([...four.values()].map((u) => u.length)).toEqual([2, 2, 2, 2]);
+    expect(assignUnits(8, [...members].reverse())).toEqual(new Map([...four].sort()));
+    const three = assignUnits(8, ["a", "b", "d"]);
+    expect([...three.values()].map((u) => u.length).sort()).toEqual([2, 3, 3]);
+    // c's two units move, and few others.
+    const owner = (m: Map<string, number[]>, u: number) => [...m].find(([, us]) => us.includes(u))![0];
+    const moved = [...Array(8).keys()].filter((u) => owner(four, u) !== "c" && owner(four, u) !== owner(three, u));
+    expect(moved.length).toBeLessThanOrEqual(2);
+    // More members than units: the extra ones stand by.
+    expect([...assignUnits(2, ["a", "b", "c"]).values()].map((u) => u.length).sort()).toEqual([0, 1, 1]);
+  });
+
   it("plans the re-keys as stages and combines map-side", () => {
     const ssc = new StreamingContext(new SparkContext(), Milliseconds(B), { group: false });
     const lines = redisStream(ssc, { url: "redis://127.0.0.1:1", streams: ["a", "b"], startId: "0" });

@@ -87,7 +87,7 @@ function fnv1a(s: string): number {
 /**
  * Which units each member should own: rendezvous hashing with a bound on load, so the result depends only
  * on the member set, every member gets floor or ceil(units / members), and when a member leaves or joins
- * mostly its own units move. Every instance computes the same answer from the same members.
+ * most other units stay where they are. Every instance computes the same answer from the same members.
  */
 export function assignUnits(units: number, memberIds: readonly string[]): Map<string, number[]> {
   const out = new Map<string, number[]>(memberIds.map((m) => [m, []]));
