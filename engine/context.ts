@@ -19,6 +19,7 @@ import { RateInputDStream, type RateStreamOptions } from "./sources/rate.js";
 import type { GroupHandle, GroupOptions } from "./group/options.js";
 import "./window.js";
 import "./state.js";
+import "./eventtime/index.js";
 import "./async.js";
 
 export type StreamingState = "initialized" | "active" | "stopped";
@@ -155,6 +156,10 @@ export class StreamingContext {
     this.scheduler = new JobScheduler(this.listenerBus, {
       onError: (e) => this.reportError(e),
       afterBatch: (time) => this.afterBatch(time),
+      completing: (info) => {
+        const eventTime = this.graph.takeEventTime(info.batchTime);
+        if (eventTime) info.eventTime = eventTime;
+      },
     });
     this.generator = new JobGenerator(
       this.clock,
@@ -206,7 +211,16 @@ export class StreamingContext {
 
   // ---- sources ------------------------------------------------------------------------------
 
-  queueStream<T>(queue: Array<RDD<T> | T[]>, oneAtATime = true, defaultRDD?: RDD<T> | T[]): DStream<T> {
+  /**
+   * Each batch takes the next RDD (or array) of `queue`, or all of them with oneAtATime = false.
+   * Once the queue is empty a batch gets defaultRDD, else an empty RDD; a `null` entry gives that
+   * batch no RDD at all (as a Spark source that returns None). Overloads, so that an `any[]` queue
+   * gives a DStream<any> rather than DStream<unknown>.
+   */
+  queueStream<T>(queue: Array<RDD<T> | T[] | null>, oneAtATime?: boolean, defaultRDD?: RDD<T> | T[]): DStream<T>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Spark's untyped queue: any flows to the records
+  queueStream(queue: any[], oneAtATime?: boolean, defaultRDD?: unknown): DStream<any>;
+  queueStream<T>(queue: Array<RDD<T> | T[] | null>, oneAtATime = true, defaultRDD?: RDD<T> | T[]): DStream<T> {
     return new QueueInputDStream<T>(this, queue, oneAtATime, defaultRDD);
   }
 
@@ -226,11 +240,15 @@ export class StreamingContext {
     return new RateInputDStream(this, rowsPerSecond, options);
   }
 
-  union<T>(...streams: DStream<T>[]): DStream<T> {
+  /** Spark's ssc.union: a list of streams, or the streams as arguments. */
+  union<T>(streams: DStream<T>[]): DStream<T>;
+  union<T>(...streams: DStream<T>[]): DStream<T>;
+  union<T>(...args: (DStream<T> | DStream<T>[])[]): DStream<T> {
+    const streams = args.length === 1 && Array.isArray(args[0]) ? args[0] : (args as DStream<T>[]);
     return new UnionDStream<T>(this, streams);
   }
 
-  /** fn gets the RDDs of all `streams` for each batch (empty RDDs for streams without one). */
+  /** fn gets the RDDs of all `streams` for each batch; each stream must have an RDD then (as in Spark). */
   transform<T>(streams: DStream<unknown>[], fn: (rdds: RDD<unknown>[], time: number) => RDD<T>): DStream<T> {
     return new TransformedDStream<T>(this, "transform", streams, fn);
   }

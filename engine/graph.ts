@@ -5,6 +5,7 @@ import type { DStream, ForEachDStream } from "./dstream.js";
 import { StatefulDStream } from "./dstream.js";
 import type { InputDStream } from "./sources/input.js";
 import type { RDD } from "./rdd.js";
+import type { EventTimeProgress } from "./listener.js";
 
 export interface GeneratedJob {
   /** Position of the output operation in definition order. */
@@ -31,6 +32,23 @@ export class DStreamGraph {
   rememberDuration?: number;
   private readonly preparations = new Map<number, (() => Promise<void>)[]>();
   private readonly preparing = new Map<number, Promise<void>>();
+
+  private readonly eventTimeProgress = new Map<number, Record<string, EventTimeProgress>>();
+
+  /** Event-time operators report their progress for batch `time` (it goes into that batch's BatchInfo). */
+  reportEventTime(time: number, streamName: string, progress: EventTimeProgress): void {
+    let m = this.eventTimeProgress.get(time);
+    if (!m) this.eventTimeProgress.set(time, (m = {}));
+    m[streamName] = progress;
+  }
+
+  /** The progress reported for batch `time`, removed. */
+  takeEventTime(time: number): Record<string, EventTimeProgress> | undefined {
+    const m = this.eventTimeProgress.get(time);
+    this.eventTimeProgress.delete(time);
+    for (const t of this.eventTimeProgress.keys()) if (t < time) this.eventTimeProgress.delete(t);
+    return m;
+  }
 
   nextUid(): number {
     return this.uidCounter++;
