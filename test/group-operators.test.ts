@@ -50,7 +50,7 @@ describe.skipIf(!etcdAvailable() || !redisServerAvailable())("keyed operators in
     expect(plan.units).toBe(3);
   });
 
-  it("windows, a join, mapWithState, count, countByValue and groupByKey give Spark's result for every batch", async () => {
+  it("windows, a join, mapWithState, updateStateByKeyIterator, count, countByValue and groupByKey give Spark's result for every batch", async () => {
     const etcd = await EtcdTestServer.start();
     const server = await RedisTestServer.start();
     const redis: Redis = connect({ url: server.url });
@@ -108,6 +108,11 @@ describe.skipIf(!etcdAvailable() || !redisServerAvailable())("keyed operators in
         return `${k}=${n}`;
       });
       pairs.mapWithState(spec).foreachRDD(keep("mapWithState", (r) => (r.collect() as string[]).slice().sort()));
+      pairs
+        .updateStateByKeyIterator(function* (records: IterableIterator<[string, number[], number | undefined]>) {
+          for (const [k, vs, s] of records) yield [k, (s ?? 0) + vs.length] as [string, number];
+        })
+        .foreachRDD(keep("iterator", asMap));
       words.count().foreachRDD(keep("count", (r) => r.collect()));
       words.countByValue().foreachRDD(keep("countByValue", asMap));
       pairs.groupByKey().foreachRDD(keep("groupByKey", (r) => Object.fromEntries((r.collect() as [string, number[]][]).map(([k, vs]) => [k, vs.length]).sort())));
@@ -123,6 +128,7 @@ describe.skipIf(!etcdAvailable() || !redisServerAvailable())("keyed operators in
         return Object.fromEntries(Object.entries(m).sort());
       };
       const running = new Map<string, number>();
+      const totals: Record<string, number> = {};
       for (let k = 1; k <= BATCHES; k++) {
         const ws = ordered[k - 1]!;
         const inWindow = ordered.slice(Math.max(0, k - 3), k).flat();
@@ -132,6 +138,8 @@ describe.skipIf(!etcdAvailable() || !redisServerAvailable())("keyed operators in
         const inverse = got.get("inverse")!.get(k) as Record<string, number>;
         expect(Object.fromEntries(Object.entries(inverse).filter(([, v]) => v !== 0)), `inverse window, batch ${k}`).toEqual(windowCounts);
         const c = count(ws);
+        for (const w of ws) totals[w] = (totals[w] ?? 0) + 1;
+        expect(got.get("iterator")!.get(k), `updateStateByKeyIterator, batch ${k}`).toEqual(Object.fromEntries(Object.entries(totals).sort()));
         expect(got.get("join")!.get(k), `join, batch ${k}`).toEqual(Object.fromEntries(Object.entries(c).map(([w, n]) => [w, [n, w.length * 10]])));
         expect(got.get("count")!.get(k), `count, batch ${k}`).toEqual([ws.length]);
         expect(got.get("countByValue")!.get(k), `countByValue, batch ${k}`).toEqual(c);

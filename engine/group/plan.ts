@@ -91,10 +91,10 @@ interface KeyedRule {
   local?: (x: AnyStream, args: unknown[], scope: ReplayScope, parts: number) => AnyStream;
 }
 
-/** updateStateByKey with the initial state of this task's partition only. */
-function updateStateLocal(x: AnyStream, a: unknown[], scope: ReplayScope, parts: number): AnyStream {
+/** updateStateByKey (or its iterator form) with the initial state of this task's partition only. */
+function updateStateLocal(x: AnyStream, a: unknown[], scope: ReplayScope, parts: number, method: "updateStateByKey" | "updateStateByKeyIterator" = "updateStateByKey"): AnyStream {
   const options = (a[1] ?? {}) as { initialRDD?: RDD<Pair> };
-  return ops(x).updateStateByKey(a[0] as Fn, { ...options, initialRDD: initialFor(options.initialRDD, scope, parts) });
+  return ops(x)[method](a[0] as Fn, { ...options, initialRDD: initialFor(options.initialRDD, scope, parts) });
 }
 
 /** mapWithState with the initial state of this task's partition only. */
@@ -122,6 +122,7 @@ interface PairOps {
   flatMapValues(f: Fn): DStream<Pair>;
   mapValues(f: Fn): DStream<Pair>;
   updateStateByKey(f: Fn, o?: unknown): AnyStream;
+  updateStateByKeyIterator(f: Fn, o?: unknown): AnyStream;
   mapWithState(spec: unknown, o?: unknown): AnyStream;
   reduceByKeyAndWindow(...a: unknown[]): DStream<Pair>;
   groupByKeyAndWindow(...a: unknown[]): DStream<Pair>;
@@ -172,6 +173,13 @@ const KEYED: Record<string, KeyedRule> = {
     combine: (x) => ops(x).groupByKey(),
     reduce: (e, a, scope, parts) => updateStateLocal(ops(e).flatMapValues(spread as Fn), a, scope, parts),
     local: updateStateLocal,
+  },
+  updateStateByKeyIterator: {
+    partitions: (a) => opt(a[1]),
+    keyedResult: true,
+    combine: (x) => ops(x).groupByKey(),
+    reduce: (e, a, scope, parts) => updateStateLocal(ops(e).flatMapValues(spread as Fn), a, scope, parts, "updateStateByKeyIterator"),
+    local: (x, a, scope, parts) => updateStateLocal(x, a, scope, parts, "updateStateByKeyIterator"),
   },
   mapWithState: {
     partitions: (a) => num((a[0] as StateSpec<unknown, unknown, unknown, unknown>).getNumPartitions()),

@@ -21,7 +21,7 @@ export const STREAM_METHODS = [
   "transform", "transformWith", "window", "countByWindow", "reduceByWindow", "countByValueAndWindow",
   "mapValues", "flatMapValues", "groupByKey", "reduceByKey", "combineByKey", "join", "leftOuterJoin",
   "rightOuterJoin", "fullOuterJoin", "cogroup", "groupByKeyAndWindow", "reduceByKeyAndWindow",
-  "updateStateByKey", "mapWithState",
+  "updateStateByKey", "updateStateByKeyIterator", "mapWithState",
 ] as const;
 
 /** Methods that change the stream they are called on and return it. */
