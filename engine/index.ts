@@ -58,3 +58,5 @@ export { ChartModel, ChartOptionsError } from "./chart.js";
 export type { VegaLiteSpec } from "./chart.js";
 // MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
 export * from "./ml/index.js";
+// Importing the group area plugs `new StreamingContext(sc, batch, { group })` into the context.
+export * from "./group/index.js";
