@@ -4,7 +4,7 @@ import type { ChartOptions, ChartRow, ChartSink, Presenter, PrintSink } from "..
 import { currentCell } from "./cell-context.js";
 import { LiveChart } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
-import { LiveDisplay } from "./notebook-display.js";
+import { FINAL_AFTER_IDLE_MS, LiveDisplay } from "./notebook-display.js";
 
 export { liveDisplayStats } from "./notebook-display.js";
 
@@ -198,14 +198,17 @@ export class NotebookPresenter implements Presenter {
       { "application/vnd.vegalite.v5+json": chart.spec(), "text/plain": chart.summary() },
       this.options.minIntervalMs,
       reportDisplayError(cell.sink, "chart rendering"),
+      // The last state gets a PNG (for nbconvert and GitHub); live updates only the cheaper SVG.
+      { finalAfterIdleMs: FINAL_AFTER_IDLE_MS },
     );
     run?.addDisplay(display);
     // The first update brings the SVG (rendering is asynchronous) for frontends without Vega-Lite.
-    display.update(() => chart.bundle());
+    const render = (final: boolean) => chart.output(final);
+    display.update(render);
     return {
       batch: (time: number, rows: ChartRow[]) => {
         chart.batch(time, rows);
-        display.update(() => chart.bundle());
+        display.update(render);
       },
     };
   }
