@@ -230,20 +230,40 @@ export class LiveChart {
  * Renders one chart again and again: the compiled vega view is reused while the spec's shape (everything
  * but the rows) stays the same, so a new batch costs a dataflow run and the SVG, not a compile and parse.
  */
+export interface ChartRendererOptions {
+  /** Renders of one compiled view before it is compiled afresh (default VIEW_RENDERS). */
+  viewRenders?: number;
+  /** Stale data-join entries a view keeps before cleaning them (default CLEAN_THRESHOLD; vega's own is 10,000). */
+  cleanThreshold?: number;
+}
+
 export class ChartRenderer {
-  private cached: { shape: string; view: VegaView } | undefined;
+  private cached: { shape: string; view: VegaView; renders: number } | undefined;
+  private readonly viewRenders: number;
+  private readonly cleanThreshold: number;
+
+  constructor(options: ChartRendererOptions = {}) {
+    this.viewRenders = options.viewRenders ?? VIEW_RENDERS;
+    this.cleanThreshold = options.cleanThreshold ?? CLEAN_THRESHOLD;
+  }
 
   async svg(spec: VegaLiteSpec): Promise<string> {
     const { data, ...rest } = spec;
     const rows = isRecord(data) && Array.isArray(data.values) ? data.values : [];
     const shape = JSON.stringify(rest);
-    if (this.cached?.shape !== shape) {
+    // A view is also rebuilt after VIEW_RENDERS renders: vega's dataflow keeps a little per tuple it ever saw
+    // (a Relay's lookup table never shrinks), so a view reused forever grows without bound.
+    if (this.cached?.shape !== shape || this.cached.renders >= this.viewRenders) {
       this.dispose();
       // resize: a reused view must redo its layout when new rows change the axis labels' widths.
       const autosize = rest.autosize ?? { type: "pad", resize: true };
       const view = await compileView({ ...rest, autosize, data: { name: ROWS } });
-      this.cached = { shape, view };
+      // A reused view's data joins keep an entry per row and axis tick ever drawn until cleanThreshold of
+      // them are stale: with vega's default (10,000) a live chart's heap climbs by megabytes. Clean early.
+      (view as unknown as { cleanThreshold: number }).cleanThreshold = this.cleanThreshold;
+      this.cached = { shape, view, renders: 0 };
     }
+    this.cached.renders++;
     const view = this.cached.view;
     try {
       view.data(ROWS, rows);
@@ -319,8 +339,11 @@ export function loadVega(): ReturnType<typeof loadModules> {
   return modules;
 }
 
-/** Stale data-join entries a view may keep before it drops them (vega's default is 10,000). */
-const CLEAN_THRESHOLD = 100;
+/** Stale data-join entries a reused view may keep before it drops them (vega's default is 10,000). */
+export const CLEAN_THRESHOLD = 100;
+
+/** Renders of one compiled view before it is compiled afresh: one compile (tens of ms) per ~20 s at 10 updates/s. */
+export const VIEW_RENDERS = 200;
 
 type VegaView = InstanceType<Awaited<ReturnType<typeof loadModules>>["vega"]["View"]>;
 
@@ -330,11 +353,7 @@ async function compileView(spec: VegaLiteSpec): Promise<VegaView> {
     // Quiet loggers: a compile warning must not land as stderr in whichever cell runs at the time.
     const quiet = vega.logger(vega.None);
     const compiled = vl.compile(spec as unknown as Parameters<typeof vl.compile>[0], { logger: quiet }).spec;
-    const view = new vega.View(vega.parse(compiled), { renderer: "none", logLevel: vega.None });
-    // A reused view's data joins keep an entry per row and axis tick ever drawn until 10,000 of them are
-    // stale (vega's default cleanThreshold): a live chart's heap then grows for hours. Clean them early.
-    (view as unknown as { cleanThreshold: number }).cleanThreshold = CLEAN_THRESHOLD;
-    return view;
+    return new vega.View(vega.parse(compiled), { renderer: "none", logLevel: vega.None });
   } catch (err) {
     throw new ChartRenderError(`could not compile the chart: ${err instanceof Error ? err.message : String(err)}; check the Vega-Lite spec`);
   }
