@@ -68,6 +68,12 @@ export abstract class DStream<T> {
   private cacheRDDs = false;
   /** Set by checkpoint(interval): how often this stream's data should be checkpointed. */
   checkpointDuration?: number;
+  /**
+   * Each batch restates a running total per key (updateStateByKey, stateSnapshots(), windowed reductions
+   * by key, and filter/mapValues of those): chart() then defaults to "update" mode, the latest value per
+   * key, since stacking every batch's restated total would overstate it.
+   */
+  restatesKeyedTotals = false;
 
   constructor(ssc: StreamingContext, kind: string, dependencies: DStream<unknown>[], options?: NameOption) {
     this.ssc = ssc;
@@ -201,7 +207,7 @@ export abstract class DStream<T> {
   }
 
   filter(f: (x: T) => boolean): DStream<T> {
-    return this.derive("filter", (rdd) => rdd.filter(f));
+    return restating(this.derive("filter", (rdd) => rdd.filter(f)), this.restatesKeyedTotals);
   }
 
   glom(): DStream<T[]> {
@@ -356,7 +362,7 @@ export abstract class DStream<T> {
   // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key.
 
   mapValues<K, V, U>(this: DStream<[K, V]>, f: (v: V) => U): DStream<[K, U]> {
-    return this.derive("mapValues", (rdd) => rdd.mapValues(f));
+    return restating(this.derive("mapValues", (rdd) => rdd.mapValues(f)), this.restatesKeyedTotals);
   }
 
   flatMapValues<K, V, U>(this: DStream<[K, V]>, f: (v: V) => Iterable<U>): DStream<[K, U]> {
@@ -417,7 +423,7 @@ export abstract class DStream<T> {
     slideDuration: number = this.slideDuration,
     numPartitions?: number,
   ): DStream<[K, V[]]> {
-    return this.window(windowDuration, slideDuration).groupByKey(numPartitions);
+    return restating(this.window(windowDuration, slideDuration).groupByKey(numPartitions));
   }
 
   /**
@@ -453,7 +459,7 @@ export abstract class DStream<T> {
       const slide = c ?? this.slideDuration;
       this.checkWindow("reduceByKeyAndWindow", b, slide);
       const n = typeof d === "number" ? d : undefined;
-      return this.reduceByKey(f, n).window(b, slide).reduceByKey(f, n);
+      return restating(this.reduceByKey(f, n).window(b, slide).reduceByKey(f, n));
     }
     if (typeof c !== "number") throw new IllegalArgumentError("reduceByKeyAndWindow(func, invFunc, windowDuration, slideDuration?): windowDuration is missing");
     const slide = typeof d === "number" ? d : this.slideDuration;
@@ -463,9 +469,9 @@ export abstract class DStream<T> {
       // A window shorter than its slide shares no batch with the previous one: nothing to subtract.
       const w = this.reduceByKey(f, options.numPartitions).window(c, slide).reduceByKey(f, options.numPartitions);
       const keep = options.filterFunc;
-      return keep ? w.filter(keep) : w;
+      return restating(keep ? w.filter(keep) : w);
     }
-    return need(operators.reducedWindow, "reduceByKeyAndWindow")(this.reduceByKey(f, options.numPartitions), f, b, c, slide, options);
+    return restating(need(operators.reducedWindow, "reduceByKeyAndWindow")(this.reduceByKey(f, options.numPartitions), f, b, c, slide, options));
   }
 
   /**
@@ -477,7 +483,7 @@ export abstract class DStream<T> {
     f: (values: V[], state: S | undefined, key: K) => S | undefined,
     options: UpdateStateOptions<K, S> = {},
   ): StatefulDStream<[K, S], [K, S]> {
-    return need(operators.updateState, "updateStateByKey")(this, f, options);
+    return restating(need(operators.updateState, "updateStateByKey")(this, f, options));
   }
 
   /** Spark's mapWithState: f(key, value, state) per record, with timeouts; see StateSpec. */
@@ -533,7 +539,8 @@ export abstract class DStream<T> {
    * their fields, other values become { value }; every row gets the batch `time`.
    */
   chart(spec: Record<string, unknown>, options: ChartOptions = {}): void {
-    const sink = presenter().openChart(spec, options);
+    const mode = options.mode ?? (this.restatesKeyedTotals ? "update" : "append");
+    const sink = presenter().openChart(spec, { ...options, mode });
     this.registerOutput("chart", (rdd, time) => {
       sink.batch(time, rdd.collect().map((r) => toChartRow(r, time)));
     });
@@ -544,6 +551,12 @@ export abstract class DStream<T> {
     this.ssc.graph.addOutputStream(out as ForEachDStream<unknown>);
     presenter().outputDefined(() => this.ssc.graph.removeOutputStream(out as ForEachDStream<unknown>));
   }
+}
+
+/** Marks a stream whose batches restate a total per key (see DStream.restatesKeyedTotals). */
+function restating<S extends DStream<unknown>>(stream: S, restates = true): S {
+  stream.restatesKeyedTotals = restates;
+  return stream;
 }
 
 export function toChartRow(r: unknown, time: number): ChartRow {

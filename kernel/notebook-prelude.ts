@@ -1,7 +1,9 @@
 // The module whose exports every notebook has as globals (and the checker knows with their types):
 // the engine's public face, with a StreamingContext that adds the notebook's status panel, ssc.ui().
 import * as engine from "../engine/index.js";
+import { formatTime } from "../engine/duration.js";
 import { currentRun } from "./notebook-presenter.js";
+import { watchReceiver } from "./receiver-status.js";
 import { StatusPanel, type StatusPanelOptions } from "./status-panel.js";
 
 export * from "../engine/index.js";
@@ -71,12 +73,21 @@ export class StreamingContext extends engine.StreamingContext {
       this.failureListener = {
         onOutputOperationCompleted: ({ outputOperationInfo: op }) => {
           if (op.failureReason === undefined || run.disposed) return;
-          run.report("stderr", `batch ${op.batchTime}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
+          // The batch time as the Time: headers of pprint show it.
+          run.report("stderr", `batch ${formatTime(op.batchTime)}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
         },
       };
       this.addStreamingListener(this.failureListener);
     }
     return super.start(options);
+  }
+
+  /** A source defined in a cell reports its receiver's failures (and retries) under that cell. */
+  override inputAdded(input: engine.InputDStream<unknown>): void {
+    super.inputAdded(input);
+    const run = currentRun();
+    const neverFails = input instanceof engine.QueueInputDStream || input instanceof engine.RateInputDStream;
+    if (run !== undefined) watchReceiver(this, input.id, run, !neverFails);
   }
 
   override awaitTermination(): Promise<void> {

@@ -26,6 +26,8 @@ export class CellRun {
   private disposedFlag = false;
   private log: LiveDisplay | undefined;
   private logLines: string[] = [];
+  /** Lines about something ongoing (a receiver's connection), shown after the log and replaced in place. */
+  private readonly statusLines = new Map<string, string>();
   /** Set while a presenter call (pprint/chart) is defining an output, so outputDefined knows its kind. */
   presenterOutputPending = false;
   /** The cell defined an output whose callbacks may log (foreachRDD and the like). */
@@ -73,9 +75,29 @@ export class CellRun {
     const lines = text.replace(/\n$/, "").split("\n");
     for (const line of lines) this.logLines.push(name === "stderr" ? `[stderr] ${line}` : line);
     if (this.logLines.length > LOG_LINES_KEPT) this.logLines.splice(0, this.logLines.length - LOG_LINES_KEPT);
-    const snapshot = () => ({ "text/plain": this.logLines.join("\n") });
-    this.log.update(snapshot);
+    this.refreshLog();
     return true;
+  }
+
+  /**
+   * Sets (or with undefined, clears) a status line under the cell, e.g. a receiver that cannot connect:
+   * one line per key at the end of the log display, replaced in place rather than repeated. While the cell
+   * runs it opens the log display if needed; afterwards it needs the one ensureLogDisplay() left.
+   */
+  setStatus(key: string, line: string | undefined): void {
+    if (line === undefined) this.statusLines.delete(key);
+    else this.statusLines.set(key, line);
+    if (this.log === undefined) {
+      if (line === undefined || this.finishedFlag || this.disposedFlag) return;
+      this.log = new LiveDisplay(this.sink, { "text/plain": "" });
+      this.displays.add(this.log);
+    }
+    if (!this.log.isClosed) this.refreshLog();
+  }
+
+  private refreshLog(): void {
+    const text = [...this.logLines, ...this.statusLines.values()].join("\n");
+    this.log?.update(() => ({ "text/plain": text }));
   }
 
   /** Output on behalf of this cell from outside its code (listeners): the log display once it returned. */
