@@ -19,6 +19,8 @@ const EXTENSIONS = [
   [import("@jupyterlab/notebook-extension"), import("@jupyterlab/notebook-extension/style/index.js")],
   [import("@jupyterlab/rendermime-extension"), import("@jupyterlab/rendermime-extension/style/index.js")],
   [import("@jupyterlab/services-extension")],
+  // Keyboard shortcuts (Tab for the completer, Shift+Enter) come from the schemas through this plugin.
+  [import("@jupyterlab/shortcuts-extension"), import("@jupyterlab/shortcuts-extension/style/index.js")],
   [import("@jupyterlab/theme-light-extension")],
   [import("@jupyterlab/translation-extension"), import("@jupyterlab/translation-extension/style/index.js")],
   [import("@jupyterlab/ui-components-extension"), import("@jupyterlab/ui-components-extension/style/index.js")],
