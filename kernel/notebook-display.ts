@@ -66,6 +66,19 @@ export function liveDisplayStats(): LiveDisplayStats & { displays: number } {
   return total;
 }
 
+/**
+ * Sends the last-state rendering of every display that asks for one and has not had it: after a context
+ * stops, its charts will not change again, so their PNG need not wait for the idle timer.
+ */
+export async function flushFinalRenderings(): Promise<void> {
+  const waiting: Promise<void>[] = [];
+  for (const ref of registry) {
+    const d = ref.deref();
+    if (d?.awaitsFinal) waiting.push(d.flush());
+  }
+  await Promise.all(waiting);
+}
+
 export interface LiveDisplayOptions {
   /**
    * Ask the producer for its last-state rendering (final = true) when the display settles or closes, and
@@ -100,6 +113,11 @@ export class LiveDisplay {
 
   private get wantsFinal(): boolean {
     return this.options.finalAfterIdleMs !== undefined;
+  }
+
+  /** It asks for a last-state rendering and has not had one for what it shows. */
+  get awaitsFinal(): boolean {
+    return this.wantsFinal && !this.closed && (!this.finalSent || this.producer !== undefined);
   }
 
   get isClosed(): boolean {

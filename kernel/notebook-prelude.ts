@@ -2,6 +2,7 @@
 // the engine's public face, with a StreamingContext that adds the notebook's status panel, ssc.ui().
 import * as engine from "../engine/index.js";
 import { formatTime } from "../engine/duration.js";
+import { flushFinalRenderings } from "./notebook-display.js";
 import { currentRun } from "./notebook-presenter.js";
 import { watchReceiver } from "./receiver-status.js";
 import { StatusPanel, type StatusPanelOptions } from "./status-panel.js";
@@ -88,6 +89,12 @@ export class StreamingContext extends engine.StreamingContext {
     const run = currentRun();
     const neverFails = input instanceof engine.QueueInputDStream || input instanceof engine.RateInputDStream;
     if (run !== undefined) watchReceiver(this, input.id, run, !neverFails);
+  }
+
+  /** Stops as the engine does; then its charts will not change again, so they get their last-state PNG now. */
+  override async stop(options?: engine.StopOptions): Promise<void> {
+    await super.stop(options);
+    await flushFinalRenderings();
   }
 
   override awaitTermination(): Promise<void> {
