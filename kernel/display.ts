@@ -176,14 +176,17 @@ class LiveDisplay implements DisplayHandle {
   }
 
   private sendLater(later: Promise<Rendition>, options: DisplayOptions | undefined): void {
-    later.then(
+    const sent = later.then(
       (rendition) => {
         // A newer update already went out or is queued: it will carry its own rendering.
         if (!this.pending) this.send(rendition.data, { ...options, metadata: { ...options?.metadata, ...rendition.metadata } });
       },
       (err: unknown) => this.sink.stream("stderr", `display rendering failed: ${inspectPlain(err)}\n`),
     );
+    // nbclient stops listening at the cell's reply: the image rendered after the spec must be sent before it.
+    this.sink.holdReplyFor?.(sent);
   }
+
 }
 
 /**

@@ -106,9 +106,18 @@ export class CellRun {
     this.sink.stream(name, text);
   }
 
+  /** Renderings still under way while the cell runs (display.vegaLite's image), awaited by settle(). */
+  private readonly held = new Set<Promise<unknown>>();
+
+  holdReplyFor(work: Promise<unknown>): void {
+    if (this.finishedFlag) return;
+    const settled = work.then(() => undefined, () => undefined).finally(() => this.held.delete(settled));
+    this.held.add(settled);
+  }
+
   /** Sends pending updates (bounded), so the cell's final state is in its output before the reply. */
   async settle(): Promise<void> {
-    const all = Promise.all([...this.displays].map((d) => d.flush()));
+    const all = Promise.all([...[...this.displays].map((d) => d.flush()), ...this.held]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise<void>((ok) => (timer = setTimeout(ok, SETTLE_TIMEOUT_MS)))]);
     clearTimeout(timer);
@@ -158,6 +167,10 @@ export class CellSink implements OutputSink {
 
   clearOutput(wait: boolean): void {
     this.inner.clearOutput(wait);
+  }
+
+  holdReplyFor(work: Promise<unknown>): void {
+    this.run.holdReplyFor(work);
   }
 }
 

@@ -155,10 +155,12 @@ describe("JupyterLab 4 in headless Chromium", () => {
     expect(second.equals(first)).toBe(false);
     expect(await colouredPixels(page, 1)).toBeGreaterThan(50);
 
-    const liveCell = page.locator(".jp-Cell").last();
+    // The cell's outputs only: its source contains the very words the result shows.
+    const liveOutputs = page.locator(".jp-Cell").last().locator(".jp-OutputArea");
+    expect(await liveOutputs.innerText()).not.toContain("the await ended");
     await page.locator('.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]').click();
-    await expect.poll(() => liveCell.innerText(), { timeout: 60_000 }).toContain("the await ended");
-    expect(await liveCell.innerText()).toContain("stopping the StreamingContext gracefully");
+    await expect.poll(() => liveOutputs.innerText(), { timeout: 60_000 }).toContain("the await ended");
+    expect(await liveOutputs.innerText()).toContain("stopping the StreamingContext gracefully");
 
     await page.evaluate(async () => {
       const lab = (window as LabWindow).streambookLab!;
@@ -167,7 +169,7 @@ describe("JupyterLab 4 in headless Chromium", () => {
       panel.content.widgets[panel.content.activeCellIndex].model.sharedModel.setSource("`context: ${wc.state}`");
       void lab.commands.execute("notebook:run-cell");
     });
-    await expect.poll(() => page.locator(".jp-Cell").last().innerText(), { timeout: 30_000 }).toContain("context: stopped");
+    await expect.poll(() => page.locator(".jp-Cell").last().locator(".jp-OutputArea").innerText(), { timeout: 30_000 }).toContain("context: stopped");
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 150_000);
