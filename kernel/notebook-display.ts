@@ -19,6 +19,12 @@ export type BundleProducer = (final: boolean) => MimeBundle | DisplayContent | P
 
 /** Default spacing between two updates of one display: about 10 per second. */
 export const DEFAULT_MIN_INTERVAL_MS = 100;
+/**
+ * A display spends at most about 1/RENDER_BUDGET_FACTOR of the time producing its updates: one whose
+ * SVG takes 40 ms waits 400 ms before the next, so charts never starve the kernel (kernel_info, a
+ * stream catching up) however often batches arrive.
+ */
+export const RENDER_BUDGET_FACTOR = 10;
 
 /** A chart's updates pausing this long count as its last state, which then gets its final rendering. */
 export const FINAL_AFTER_IDLE_MS = 2000;
@@ -98,6 +104,8 @@ export class LiveDisplay {
   private idleTimer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private lastSentAt = -Infinity;
+  /** How long the latest update took to produce (it spaces the next one). */
+  private lastProduceMs = 0;
   private closed = false;
 
   constructor(
@@ -167,7 +175,8 @@ export class LiveDisplay {
       this.idleTimer = undefined;
     }
     if (this.timer !== undefined || this.inFlight !== undefined) return;
-    const wait = Math.max(0, this.lastSentAt + this.minIntervalMs - Date.now());
+    const spacing = Math.max(this.minIntervalMs, RENDER_BUDGET_FACTOR * this.lastProduceMs);
+    const wait = Math.max(0, this.lastSentAt + spacing - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.send();
@@ -202,6 +211,7 @@ export class LiveDisplay {
       try {
         const produced = await producer(final);
         const took = performance.now() - started;
+        if (!final) this.lastProduceMs = took; // a last state's PNG is rendered once: it does not space live updates
         this.stats.produceMs += took;
         this.stats.produceMsMax = Math.max(this.stats.produceMsMax, took);
         if (final) {

@@ -79,6 +79,11 @@ export class StreamingContext extends engine.StreamingContext {
           // The batch time as the Time: headers of pprint show it.
           run.report("stderr", `batch ${formatTime(op.batchTime)}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
         },
+        // Records a source had to drop are never lost silently (reports come at most once a second per stream).
+        onRecordsDropped: ({ droppedInfo: d }) => {
+          if (run.disposed) return;
+          run.report("stderr", `stream ${d.name}: ${d.count} records dropped (${d.total} in all): ${d.reason}\n`);
+        },
       };
       this.addStreamingListener(this.failureListener);
     }
