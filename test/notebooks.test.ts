@@ -1,6 +1,7 @@
 // Every tutorial in notebooks/ is executed twice, by Debian's nbclient and by the headless runner
 // (`streambook run`), and each run's outputs are checked: the numbers the tutorial promises, not only "no error".
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
@@ -47,10 +48,17 @@ beforeAll(() => {
  * Runs a client with its own TMPDIR (the kernel's os.tmpdir()); the tutorial must leave nothing there.
  * Returns what was left behind.
  */
-async function withOwnTmp(label: string, runIt: (env: NodeJS.ProcessEnv) => Promise<unknown>): Promise<string[]> {
-  const tmp = fs.mkdtempSync(path.join(work, `tmp-${label}-`));
-  await runIt({ ...env, TMPDIR: tmp });
-  return fs.readdirSync(tmp);
+async function withOwnTmp(_label: string, runIt: (env: NodeJS.ProcessEnv) => Promise<unknown>): Promise<string[]> {
+  // A short path with /tmp's permissions: tutorial 09 runs PostgreSQL as the postgres user with its Unix
+  // socket in a folder under TMPDIR, and a socket's path must stay under 108 bytes.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sbnb-"));
+  fs.chmodSync(tmp, 0o1777);
+  try {
+    await runIt({ ...env, TMPDIR: tmp });
+    return fs.readdirSync(tmp);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 async function executeWithNbclient(name: string): Promise<{ nb: Notebook; leftovers: string[] }> {
