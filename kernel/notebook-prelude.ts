@@ -1,7 +1,10 @@
 // The module whose exports every notebook has as globals (and the checker knows with their types):
 // the engine's public face, with a StreamingContext that adds the notebook's status panel, ssc.ui().
 import * as engine from "../engine/index.js";
+import { formatTime } from "../engine/duration.js";
+import { flushFinalRenderings } from "./notebook-display.js";
 import { currentRun } from "./notebook-presenter.js";
+import { watchReceiver } from "./receiver-status.js";
 import { StatusPanel, type StatusPanelOptions } from "./status-panel.js";
 
 export * from "../engine/index.js";
@@ -73,7 +76,8 @@ export class StreamingContext extends engine.StreamingContext {
       this.failureListener = {
         onOutputOperationCompleted: ({ outputOperationInfo: op }) => {
           if (op.failureReason === undefined || run.disposed) return;
-          run.report("stderr", `batch ${op.batchTime}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
+          // The batch time as the Time: headers of pprint show it.
+          run.report("stderr", `batch ${formatTime(op.batchTime)}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
         },
         // Records a source had to drop are never lost silently (reports come at most once a second per stream).
         onRecordsDropped: ({ droppedInfo: d }) => {
@@ -92,6 +96,20 @@ export class StreamingContext extends engine.StreamingContext {
       });
     }
     return started;
+  }
+
+  /** A source defined in a cell reports its receiver's failures (and retries) under that cell. */
+  override inputAdded(input: engine.InputDStream<unknown>): void {
+    super.inputAdded(input);
+    const run = currentRun();
+    const neverFails = input instanceof engine.QueueInputDStream || input instanceof engine.RateInputDStream;
+    if (run !== undefined) watchReceiver(this, input.id, run, !neverFails);
+  }
+
+  /** Stops as the engine does; then its charts will not change again, so they get their last-state PNG now. */
+  override async stop(options?: engine.StopOptions): Promise<void> {
+    await super.stop(options);
+    await flushFinalRenderings();
   }
 
   override awaitTermination(): Promise<void> {

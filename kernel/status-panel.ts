@@ -2,9 +2,9 @@
 // input rate, processing time and scheduling delay; two displays show them as Vega-Lite charts and a table.
 import type { AccumulatorInfo, BatchInfo, ReceiverInfo, StreamingListener } from "../engine/index.js";
 import { currentCell } from "./cell-context.js";
-import { chartBundle, renderSvg } from "./charts.js";
+import { chartBundle, ChartRenderer, type ChartOutput } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
-import { LiveDisplay } from "./notebook-display.js";
+import { FINAL_AFTER_IDLE_MS, LiveDisplay } from "./notebook-display.js";
 import { currentRun } from "./notebook-presenter.js";
 
 /** What the panel needs of a StreamingContext (structural, so the kernel depends only on the engine's public face). */
@@ -72,17 +72,21 @@ export class StatusPanel {
   private readonly chart: LiveDisplay;
   private readonly table: LiveDisplay;
   private readonly listener: StreamingListener;
+  private readonly renderer = new ChartRenderer();
   private closed = false;
 
   constructor(private readonly ctx: MonitoredContext, sink: OutputSink, options: StatusPanelOptions = {}) {
     this.maxBatches = options.maxBatches ?? 120;
     const interval = options.minIntervalMs ?? 250;
-    this.chart = new LiveDisplay(sink, chartBundle(this.spec(), undefined, "Streaming statistics: no batch yet"), interval);
+    this.chart = new LiveDisplay(sink, chartBundle(this.spec(), undefined, "Streaming statistics: no batch yet"), interval, undefined, {
+      finalAfterIdleMs: FINAL_AFTER_IDLE_MS,
+    });
     this.table = new LiveDisplay(sink, this.tableBundle(), interval);
-    this.chart.update(() => this.chartBundleNow());
+    const renderChart = (final: boolean) => this.chartOutput(final);
+    this.chart.update(renderChart);
     const refresh = (): void => {
       if (this.closed) return;
-      this.chart.update(() => this.chartBundleNow());
+      this.chart.update(renderChart);
       this.table.update(() => this.tableBundle());
     };
     this.listener = {
@@ -250,10 +254,9 @@ export class StatusPanel {
     return { "text/html": html, "text/plain": this.text() };
   }
 
-  private async chartBundleNow(): Promise<MimeBundle> {
-    const spec = this.spec();
-    const svg = await renderSvg(spec).catch(() => undefined);
-    return chartBundle(spec, svg, this.text());
+  /** The charts with their SVG, or for the last state a PNG; the compiled view is reused from update to update. */
+  private chartOutput(final: boolean): Promise<ChartOutput> {
+    return this.renderer.output(this.spec(), this.text(), final);
   }
 
   /** Sends the latest numbers now. */
@@ -266,7 +269,7 @@ export class StatusPanel {
     if (this.closed) return;
     this.closed = true;
     this.ctx.removeStreamingListener?.(this.listener);
-    void this.chart.close(true);
+    void this.chart.close(true).finally(() => this.renderer.dispose());
     void this.table.close(true);
   }
 
