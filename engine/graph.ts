@@ -5,6 +5,7 @@ import type { DStream, ForEachDStream } from "./dstream.js";
 import { StatefulDStream } from "./dstream.js";
 import type { InputDStream } from "./sources/input.js";
 import type { RDD } from "./rdd.js";
+import type { StreamInputInfo } from "./listener.js";
 
 export interface GeneratedJob {
   /** Position of the output operation in definition order. */
@@ -108,6 +109,20 @@ export class DStreamGraph {
       counts[input.id] = input.reportedRecords(time) ?? rdd?.countIfKnown() ?? 0;
     }
     return counts;
+  }
+
+  /** Spark's InputInfoTracker.getInfo: what each input stream brought into batch `time`. */
+  inputInfos(time: number): Record<number, StreamInputInfo> {
+    const counts = this.inputRecords(time);
+    const infos: Record<number, StreamInputInfo> = {};
+    for (const input of this.inputs) {
+      const info: StreamInputInfo = { inputStreamId: input.id, numRecords: counts[input.id] ?? 0 };
+      const details = input.reportedInput(time);
+      if (details?.partitions) info.partitions = details.partitions;
+      if (details?.metadata) info.metadata = details.metadata;
+      infos[input.id] = info;
+    }
+    return infos;
   }
 
   batchCompleted(time: number): void {

@@ -61,7 +61,7 @@ export class JobGenerator {
       this.beforeGenerate(time);
       const jobs = this.graph.generateJobs(time);
       this.lastGeneratedTime = time;
-      this.scheduler.submit(time, jobs, this.graph.inputRecords(time));
+      this.scheduler.submit(time, jobs, this.graph.inputInfos(time));
     } catch (e) {
       // A user function that runs while the batch is defined (e.g. inside transform) fails the batch.
       this.lastGeneratedTime = time;
