@@ -116,7 +116,7 @@ export class DStreamGraph {
     const counts = this.inputRecords(time);
     const infos: Record<number, StreamInputInfo> = {};
     for (const input of this.inputs) {
-      const info: StreamInputInfo = { inputStreamId: input.id, numRecords: counts[input.id] ?? 0 };
+      const info: StreamInputInfo = { inputStreamId: input.id, name: input.name, numRecords: counts[input.id] ?? 0 };
       const details = input.reportedInput(time);
       if (details?.partitions) info.partitions = details.partitions;
       if (details?.metadata) info.metadata = details.metadata;

@@ -44,6 +44,8 @@ export interface PartitionRange {
 /** Spark's StreamInputInfo: what one input stream brought into one batch. */
 export interface StreamInputInfo {
   inputStreamId: number;
+  /** The input stream's name (Spark's UI looks it up by id; a listener here has no graph to ask). */
+  name?: string;
   numRecords: number;
   /** Partitioned logs: the range each partition gave this batch, in partition order. */
   partitions?: PartitionRange[];

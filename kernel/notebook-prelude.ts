@@ -68,10 +68,26 @@ export class StreamingContext extends engine.StreamingContext {
     this.failureListener = undefined;
     if (run !== undefined) {
       run.definedLoggingOutput = true;
+      // A source's errors (an unknown topic, a broker down, skipped records) show under this cell too; a
+      // retrying source repeats its message, which is shown once until the source is started again.
+      const shown = new Map<string, string>();
       this.failureListener = {
         onOutputOperationCompleted: ({ outputOperationInfo: op }) => {
           if (op.failureReason === undefined || run.disposed) return;
           run.report("stderr", `batch ${op.batchTime}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
+        },
+        onReceiverError: ({ receiverInfo: r }) => {
+          const message = r.lastErrorMessage ?? r.lastError ?? "error";
+          const key = `${r.streamId}\u0000${r.name}`;
+          // Retry delays change from one report to the next: compare without the numbers.
+          const gist = message.replace(/\d+/g, "#");
+          if (run.disposed || shown.get(key) === gist) return;
+          shown.set(key, gist);
+          const detail = r.lastError && !message.includes(r.lastError.replace(/^\w+: /, "")) ? ` (${r.lastError})` : "";
+          run.report("stderr", `source ${r.name}: ${message}${detail}\n`);
+        },
+        onReceiverStarted: ({ receiverInfo: r }) => {
+          shown.delete(`${r.streamId}\u0000${r.name}`);
         },
       };
       this.addStreamingListener(this.failureListener);

@@ -325,10 +325,10 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
   }
 
   /** Reports an error to the listeners (onReceiverError): the notebook shows it under the cell, ssc.ui() in its table. */
-  protected report(e: unknown): void {
+  protected report(e: unknown, retryInMs?: number): void {
     this.errors++;
-    const message = e instanceof Error ? e.message : String(e);
-    this.lastErrorMessage = `${this.describeLog()}: ${message}`;
+    // The error's class name leads, so it can be searched for (KafkaTopicNotFoundError, ...).
+    this.lastErrorMessage = `${this.describeLog()}: ${errorMessage(e)}${retryInMs !== undefined ? `; retrying in ${retryInMs} ms` : ""}`;
     this.ssc.notifyListeners("onReceiverError", {
       receiverInfo: {
         streamId: this.id,
@@ -362,7 +362,7 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
         this.report(e);
         throw e;
       }
-      this.report(e);
+      this.report(e, 100);
     }
     if (this.replay.size > 0) await this.readReplays(gen);
     this.supervisor = this.supervise(gen);
@@ -428,7 +428,7 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
         await this.runFetcher(gen);
       } catch (e) {
         if (!this.isFetching(gen)) break;
-        this.report(e);
+        this.report(e, backoff);
         await this.disconnect();
         await this.idleFor(backoff, gen);
         backoff = Math.min(backoff * 2, 2000);
@@ -464,7 +464,7 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
         return;
       } catch (e) {
         if (!this.isFetching(gen)) return;
-        this.report(e);
+        this.report(e, backoff);
         await this.disconnect();
         await this.idleFor(backoff, gen);
         backoff = Math.min(backoff * 2, 2000);
