@@ -100,7 +100,7 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
   }
 
   protected override isFatal(e: unknown): boolean {
-    return e instanceof NatsStreamNotFoundError;
+    return e instanceof NatsStreamNotFoundError || (e instanceof NatsError && /need nats-server/.test(e.message));
   }
 
   protected async openLog(): Promise<void> {
@@ -112,6 +112,9 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
         // drained so the status iterator never holds memory
       }
     })().catch(() => {});
+    if (this.filters.length > 1 && /^2\.[0-9]\./.test(nc.info?.version ?? "")) {
+      throw new NatsError(`natsStream: several subjects (${this.filters.join(", ")}) need nats-server 2.10 or later (this one is ${nc.info?.version}); give one subject, wildcards allowed`);
+    }
     const { jetstream, jetstreamManager } = jetstreamModule();
     this.jsm = await jetstreamManager(nc);
     this.js = jetstream(nc);
@@ -130,6 +133,10 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
 
   protected async closeLog(): Promise<void> {
     const nc = this.nc;
+    const jsm = this.jsm;
+    const consumer = this.consumerName;
+    this.consumerName = undefined;
+    if (jsm && consumer !== undefined) await jsm.consumers.delete(this.options.stream, consumer).catch(() => {});
     this.nc = undefined;
     this.js = undefined;
     this.jsm = undefined;
@@ -172,14 +179,30 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
     return out;
   }
 
+  /**
+   * An ephemeral pull consumer from `seq` (no acknowledgements: positions are ours). Not an ordered consumer:
+   * nats.js gives those `filter_subjects`, which needs nats-server 2.10; `filter_subject` works from 2.9.
+   */
   private async consumerAt(seq: number): Promise<Consumer> {
-    const { DeliverPolicy } = jetstreamModule();
-    return this.js!.consumers.get(this.options.stream, {
+    const { AckPolicy, DeliverPolicy } = jetstreamModule();
+    const filter = this.filters.length === 1 ? { filter_subject: this.filters[0] } : this.filters.length > 1 ? { filter_subjects: this.filters } : {};
+    const info = await this.jsm!.consumers.add(this.options.stream, {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(1, seq),
-      ...(this.filters.length > 0 ? { filter_subjects: this.filters } : {}),
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      num_replicas: 1,
+      // Gone a while after its last pull (a stopped or killed job leaves nothing behind for long).
+      inactive_threshold: 30_000_000_000,
+      ...filter,
     });
+    const previous = this.consumerName;
+    this.consumerName = info.name;
+    if (previous !== undefined) void this.jsm?.consumers.delete(this.options.stream, previous).catch(() => {});
+    return this.js!.consumers.get(this.options.stream, info.name);
   }
+
+  private consumerName: string | undefined;
 
   /** The record of one message; undefined (reported) when it is skipped. */
   private decode(m: JsMsg): NatsRecord<T> | undefined {
@@ -244,6 +267,7 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
 
   protected async readRange(partition: string, from: number, until: number): Promise<NatsRecord<T>[]> {
     const out: NatsRecord<T>[] = [];
+    // The fetcher creates its own afterwards (consumerAt replaces this one).
     const consumer = await this.consumerAt(from);
     let at = from;
     for (let round = 0; at < until && round < 1_000_000; round++) {

@@ -183,6 +183,8 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
   private estimatedRate: number | undefined;
   readonly rateController: RateController | undefined;
   private wakers: (() => void)[] = [];
+  /** Fetches that moved a buffer on (the supervisor's backoff restarts after one). */
+  private fetchCount = 0;
   private skippedReports = 0;
   /** Errors reported since creation (tests, the panel). */
   errors = 0;
@@ -284,6 +286,7 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
     const buf = this.buffers.get(f.partition);
     if (!buf || !this.isAssigned(f.partition) || buf.next !== f.from) return false;
     buf.append(f.records, f.positions, f.next);
+    if (f.next > f.from) this.fetchCount++;
     if (f.logEnd !== undefined) buf.logEnd = f.logEnd;
     buf.unfetched = f.unfetched ?? (f.logEnd !== undefined ? Math.max(0, f.logEnd - f.next) : buf.unfetched);
     this.wake();
@@ -418,16 +421,21 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
     return buf;
   }
 
-  /** Runs the fetcher; after an error: reported, disconnected, reconnected after a backoff (100 ms to 2 s). */
+  /**
+   * Runs the fetcher; after an error: reported, disconnected, reconnected after a backoff that doubles from
+   * 100 ms to 2 s while errors come without records fetched in between.
+   */
   private async supervise(gen: number): Promise<void> {
     let backoff = 100;
+    let fetchedAtError = -1;
     while (this.isFetching(gen)) {
       try {
         if (!this.opened) await this.connect();
-        backoff = 100;
         await this.runFetcher(gen);
       } catch (e) {
         if (!this.isFetching(gen)) break;
+        if (this.fetchCount !== fetchedAtError) backoff = 100;
+        fetchedAtError = this.fetchCount;
         this.report(e, backoff);
         await this.disconnect();
         await this.idleFor(backoff, gen);

@@ -22,9 +22,10 @@ export class NatsTestServer {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-nats-"));
   }
 
-  static async start(): Promise<NatsTestServer> {
+  /** `port`: a given free port (default: a random one). */
+  static async start(port?: number): Promise<NatsTestServer> {
     const server = new NatsTestServer();
-    server.port = await freePort();
+    server.port = port ?? (await freePort());
     await server.launch();
     return server;
   }
