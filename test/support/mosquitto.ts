@@ -22,9 +22,10 @@ export class MosquittoTestServer {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-mosquitto-"));
   }
 
-  static async start(): Promise<MosquittoTestServer> {
+  /** `port`: a given free port (default: a random one). */
+  static async start(port?: number): Promise<MosquittoTestServer> {
     const server = new MosquittoTestServer();
-    server.port = await freePort();
+    server.port = port ?? (await freePort());
     await server.launch();
     return server;
   }
