@@ -54,3 +54,5 @@ export { mqttStream, MqttReceiver, MqttError } from "./sources/mqtt.js";
 export type { MqttStreamOptions, MqttRecord } from "./sources/mqtt.js";
 export { zeromqStream, saveToZeroMQ, ZeroMQReceiver, ZeroMQError } from "./sources/zeromq.js";
 export type { ZeroMQStreamOptions, ZeroMQSinkOptions, ZeroMQRecord } from "./sources/zeromq.js";
+// MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
+export * from "./ml/index.js";

@@ -181,3 +181,56 @@ describe("tutorials", () => {
     });
   }
 });
+
+// Tutorial 10 (streaming ML) is checked on its own, so the tutorials above keep their list.
+function checkStreamingMl(nb: Notebook): void {
+  const kmCharts = chartsOf(nb, "forgetful.chart");
+  expect(kmCharts.length).toBe(2);
+  for (const c of kmCharts) {
+    const rows = rowsOf(c.spec);
+    expect(rows.filter((r) => r.kind === "centre")).toHaveLength(3);
+    expect(rows.filter((r) => r.kind === "point").length).toBeGreaterThan(100);
+    expect(c.svg).toContain("<svg");
+  }
+  // The half-life model follows the drift more closely than the one that remembers everything.
+  const lag = textOf(nb, "centreLag");
+  const half = Number(/halfLife2: ([\d.]+)/.exec(lag)?.[1]);
+  const all = Number(/decay1: ([\d.]+)/.exec(lag)?.[1]);
+  expect(half).toBeLessThan(1.0);
+  expect(half).toBeLessThan(all);
+  // The regression's error before each update falls by orders of magnitude and the weights are learned.
+  const result = textOf(nb, "errorsPerBatch");
+  const errors = (/errorsPerBatch: \[([^\]]*)\]/.exec(result)?.[1] ?? "").split(",").map(Number);
+  expect(errors.length).toBe(15);
+  expect(errors[0]!).toBeGreaterThan(100 * errors[errors.length - 1]!);
+  expect(errors[1]!).toBeLessThan(errors[0]!);
+  expect(errors[2]!).toBeLessThan(errors[1]!);
+  const learned = (/learned: \[([^\]]*)\]/.exec(result)?.[1] ?? "").split(",").map(Number);
+  [2.0, -3.0, 0.5].forEach((w, i) => expect(Math.abs(learned[i]! - w)).toBeLessThan(0.1));
+  const regChart = chartsOf(nb, "regression.chart()");
+  expect(regChart.length).toBe(1);
+  expect(rowsOf(regChart[0]!.spec).filter((r) => r.panel === "error")).toHaveLength(15);
+  expect(regChart[0]!.svg).toContain("<svg");
+}
+
+describe("tutorial 10-streaming-ml", () => {
+  const name = "10-streaming-ml.ipynb";
+  it("is committed with its outputs and without errors", () => {
+    const nb = readNotebook(path.join(NOTEBOOKS, name));
+    expect(nb.metadata.kernelspec).toMatchObject({ name: "streambook", language: "typescript" });
+    expect(errorsOf(nb)).toEqual([]);
+    checkStreamingMl(nb);
+  });
+  describe.concurrent("runs", () => {
+    it("under nbclient with the promised outputs", async () => {
+      const nb = await executeWithNbclient(name);
+      expect(errorsOf(nb)).toEqual([]);
+      checkStreamingMl(nb);
+    }, 150_000);
+    it("under the headless runner with the promised outputs", async () => {
+      const nb = await executeWithRunner(name);
+      expect(errorsOf(nb)).toEqual([]);
+      checkStreamingMl(nb);
+    }, 150_000);
+  });
+});
