@@ -632,6 +632,19 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
     this.listedOnce = true;
   }
 
+  /** Recovery (before start): batch `time` took `selection` and completed; each partition's position moves past it. */
+  skipSelection(_time: number, selection: unknown): void {
+    if (this.running) throw new PartitionedSourceError(`${this.describeLog()}: skipSelection after start; recover before starting the context`);
+    if (selection === null || typeof selection !== "object" || Array.isArray(selection)) return;
+    for (const [p, r] of Object.entries(selection as Record<string, unknown>)) {
+      if (!Array.isArray(r) || r.length !== 2 || !Number.isSafeInteger(r[1])) continue;
+      const until = r[1] as number;
+      if ((this.positions.get(p) ?? -Infinity) < until) this.positions.set(p, until);
+      this.known.add(p);
+    }
+    this.listedOnce = true;
+  }
+
   override clearMetadata(time: number): void {
     super.clearMetadata(time);
     for (const t of this.selected.keys()) if (t <= time) this.selected.delete(t);
