@@ -51,6 +51,11 @@ export class StreamingContext extends engine.StreamingContext {
     created.add(new WeakRef(this));
   }
 
+  /** As the engine's, typed as the notebook's context (setup() returns one), so the result has ui(). */
+  static override getOrCreate(dir: string, setup: () => StreamingContext): StreamingContext {
+    return engine.StreamingContext.getOrCreate(dir, setup) as StreamingContext;
+  }
+
   /** A live panel under this cell: input rate, processing time and scheduling delay per batch, and a table. */
   ui(options?: StatusPanelOptions): StatusPanel {
     return StatusPanel.open(this, options);

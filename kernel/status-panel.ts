@@ -210,27 +210,34 @@ export class StatusPanel {
     }
   }
 
-  /** Keeping up: the last batches were processed within the interval, and the lag is not growing over them. */
+  /**
+   * Keeping up: the last batches were processed within the interval, and neither the scheduling delay nor the
+   * lag grows over them. A backlog that shrinks (after a restart, say) is "catching up", which keeps up.
+   */
   private judge(): { keepingUp?: boolean; verdict: string } {
     const recent = this.rows.slice(-5);
     if (recent.length === 0) return { verdict: "no batch yet" };
     const interval = this.ctx.batchDuration;
+    const last = recent[recent.length - 1]!;
     const slow = recent.filter((r) => r.processingMs > interval).length;
-    const delay = recent[recent.length - 1]!.schedulingDelayMs;
     const lags = this.totalLags.slice(-5);
     const lagNow = lags[lags.length - 1];
-    if (slow > recent.length / 2 || delay > interval) {
-      return { keepingUp: false, verdict: `falling behind: batches take longer than the ${interval} ms interval (scheduling delay ${delay} ms)` };
+    const lagFirst = lags[0];
+    if (slow > recent.length / 2) {
+      return { keepingUp: false, verdict: `falling behind: batches take longer (${last.processingMs} ms) than the ${interval} ms interval` };
     }
-    if (lagNow !== undefined && lags.length >= 3) {
-      const first = lags[0]!;
-      // Growing lag that a batch's worth of records does not account for: input arrives faster than it is taken.
-      if (lagNow.lag > first.lag && lagNow.lag > Math.max(lagNow.records, 10)) {
-        return { keepingUp: false, verdict: `falling behind: lag grew from ${first.lag} to ${lagNow.lag} records over the last ${lags.length} batches` };
-      }
+    if (recent.length >= 3 && last.schedulingDelayMs > interval && last.schedulingDelayMs > recent[0]!.schedulingDelayMs) {
+      return { keepingUp: false, verdict: `falling behind: the scheduling delay grew to ${last.schedulingDelayMs} ms over the last ${recent.length} batches` };
+    }
+    // Growing lag that a batch's worth of records does not account for: input arrives faster than it is taken.
+    if (lagNow !== undefined && lagFirst !== undefined && lags.length >= 3 && lagNow.lag > lagFirst.lag && lagNow.lag > Math.max(lagNow.records, 10)) {
+      return { keepingUp: false, verdict: `falling behind: lag grew from ${lagFirst.lag} to ${lagNow.lag} records over the last ${lags.length} batches` };
     }
     const lagText = lagNow !== undefined ? `, lag ${lagNow.lag} records` : "";
-    return { keepingUp: true, verdict: `keeping up: batches take ${recent[recent.length - 1]!.processingMs} ms of the ${interval} ms interval${lagText}` };
+    if (last.schedulingDelayMs > interval || (lagNow !== undefined && lagNow.lag > Math.max(lagNow.records, 10))) {
+      return { keepingUp: true, verdict: `catching up: scheduling delay ${last.schedulingDelayMs} ms${lagText}, not growing` };
+    }
+    return { keepingUp: true, verdict: `keeping up: batches take ${last.processingMs} ms of the ${interval} ms interval${lagText}` };
   }
 
   summary(): StatusSummary {

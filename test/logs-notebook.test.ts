@@ -159,7 +159,7 @@ describe.skipIf(!kcatAvailable() || !natsServerAvailable())("log sources in note
     // Three batches of 50 out of 300: the last read 101-151, and 150 records wait behind it.
     expect(result).toContain("'CLICKS 101-151 50 lag 150'");
     expect(result).toContain("150");
-    expect(result).toMatch(/falling behind: lag grew|keeping up/);
+    expect(result).toMatch(/catching up: scheduling delay \d+ ms, lag 150 records, not growing/);
     // The panel's table and chart show them too.
     await until(() => /Input partitions/.test(outputOf(cell.n)) || sent.some((s) => s.cell === cell.n && String(s.data?.["text/html"] ?? "").includes("Input partitions")), "the partitions table");
     const html = sent.filter((s) => s.cell === cell.n && s.data?.["text/html"] !== undefined).map((s) => String(s.data!["text/html"])).at(-1)!;

@@ -95,8 +95,9 @@ function makeKafka(options: KafkaConnectionOptions): Kafka {
   const kafka = new Kafka({
     clientId: options.clientId ?? "streambook",
     logLevel: logLevel.NOTHING,
-    connectionTimeout: 2000,
-    requestTimeout: 10_000,
+    // Generous: a busy event loop (a notebook rendering charts) must not turn a slow handshake into an outage.
+    connectionTimeout: 10_000,
+    requestTimeout: 30_000,
     // Our own loops retry (and report each failure); kafkajs's own retries would hide a dead broker for ~30 s.
     retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
     ...options.kafkaConfig,

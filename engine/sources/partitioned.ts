@@ -408,6 +408,17 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
     }
     this.listedOnce = true;
     for (const p of this.assignedPartitions()) this.bufferOf(p);
+    // Until a partition's first fetch answers, its lag is the distance to the log's end now.
+    const unknown = this.assignedPartitions().filter((p) => this.buffers.get(p)?.unfetched === undefined && this.buffers.get(p)?.logEnd === undefined);
+    if (unknown.length === 0) return;
+    try {
+      for (const [p, end] of await this.logEnds(unknown)) {
+        const buf = this.buffers.get(p);
+        if (buf && buf.unfetched === undefined && buf.logEnd === undefined) buf.unfetched = Math.max(0, end - buf.next);
+      }
+    } catch {
+      // only the lag shown before the first fetch is unknown
+    }
   }
 
   /** The buffer of an assigned partition with a position (created at that position). */
