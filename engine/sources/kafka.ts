@@ -248,7 +248,6 @@ export class KafkaInputDStream<T extends string | Buffer = string> extends Direc
   readonly options: KafkaStreamOptions;
   private kafka: Kafka | undefined;
   private cluster: KafkaCluster | undefined;
-  private readonly decoder = new TextDecoder("utf-8", { fatal: true });
   private readonly maxMessageBytes: number;
   /** Topics read now (the named ones, or those matching the pattern). */
   private topics: string[] = [];
@@ -379,41 +378,43 @@ export class KafkaInputDStream<T extends string | Buffer = string> extends Direc
   }
 
   /** Decodes one fetched message; undefined (reported) when it is skipped. */
-  private decode(topic: string, partition: number, m: FetchedMessage): KafkaRecord<T> | undefined {
-    const size = (m.key?.length ?? 0) + (m.value?.length ?? 0);
-    const offset = Number(m.offset);
-    const id = topicPartitionId(topic, partition);
+  private decode(topic: string, partition: number, offset: number, m: FetchedMessage): KafkaRecord<T> | undefined {
+    const key = m.key;
+    const value = m.value;
+    const size = (key === null ? 0 : key.length) + (value === null ? 0 : value.length);
     if (size > this.maxMessageBytes) {
-      this.skipped(id, offset, `${size} bytes is more than maxMessageBytes (${this.maxMessageBytes}); raise maxMessageBytes to read it`);
+      this.skipped(topicPartitionId(topic, partition), offset, `${size} bytes is more than maxMessageBytes (${this.maxMessageBytes}); raise maxMessageBytes to read it`);
       return undefined;
     }
-    const headers: Record<string, T> = {};
+    let headers: Record<string, T> = NO_HEADERS as Record<string, T>;
+    for (const _ in m.headers) {
+      headers = {};
+      break;
+    }
+    const timestamp = Number(m.timestamp);
     if (this.options.bytes) {
-      for (const [k, v] of Object.entries(m.headers ?? {})) if (v !== undefined) headers[k] = (Array.isArray(v) ? v[v.length - 1]! : v) as T;
-      return { topic, partition, offset, timestamp: Number(m.timestamp), key: m.key as T | null, value: m.value as T | null, headers };
+      for (const k in m.headers) {
+        const v = m.headers[k];
+        if (v !== undefined) headers[k] = (Array.isArray(v) ? v[v.length - 1]! : v) as T;
+      }
+      return { topic, partition, offset, timestamp, key: key as T | null, value: value as T | null, headers };
     }
-    if ((m.value && !isUtf8(m.value)) || (m.key && !isUtf8(m.key))) {
-      this.skipped(id, offset, `its ${m.value && !isUtf8(m.value) ? "value" : "key"} is not valid UTF-8; read the stream with { bytes: true } to get Buffers`);
+    const k = key === null ? null : key.toString("utf8");
+    const v = value === null ? null : value.toString("utf8");
+    // A replacement character in the text may be a malformed byte: only then is the whole buffer checked.
+    const badValue = v !== null && v.includes("\uFFFD") && !isUtf8(value!);
+    if (badValue || (k !== null && k.includes("\uFFFD") && !isUtf8(key!))) {
+      this.skipped(topicPartitionId(topic, partition), offset, `its ${badValue ? "value" : "key"} is not valid UTF-8; read the stream with { bytes: true } to get Buffers`);
       return undefined;
     }
-    for (const [k, v] of Object.entries(m.headers ?? {})) {
-      if (v === undefined) continue;
-      const b = Array.isArray(v) ? v[v.length - 1]! : v;
-      try {
-        headers[k] = this.decoder.decode(b) as T;
-      } catch {
-        headers[k] = b.toString("latin1") as T;
-      }
+    for (const name in m.headers) {
+      const h = m.headers[name];
+      if (h === undefined) continue;
+      const b = Array.isArray(h) ? h[h.length - 1]! : h;
+      const text = b.toString("utf8");
+      headers[name] = (text.includes("\uFFFD") && !isUtf8(b) ? b.toString("latin1") : text) as T;
     }
-    return {
-      topic,
-      partition,
-      offset,
-      timestamp: Number(m.timestamp),
-      key: m.key === null ? null : (m.key.toString("utf8") as T),
-      value: m.value === null ? null : (m.value.toString("utf8") as T),
-      headers,
-    };
+    return { topic, partition, offset, timestamp, key: k as T | null, value: v as T | null, headers };
   }
 
   /** Decodes messages at or after `from` (a fetch returns whole record batches) and before `until`. */
@@ -421,12 +422,13 @@ export class KafkaInputDStream<T extends string | Buffer = string> extends Direc
     const records: KafkaRecord<T>[] = [];
     const positions: number[] = [];
     let next = from;
-    for (const m of messages) {
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
       const offset = Number(m.offset);
       if (offset < from || offset >= until) continue;
       next = offset + 1;
       if (m.isControlRecord) continue;
-      const r = this.decode(topic, partition, m);
+      const r = this.decode(topic, partition, offset, m);
       if (r === undefined) continue;
       records.push(r);
       positions.push(offset);
@@ -552,6 +554,9 @@ export class KafkaInputDStream<T extends string | Buffer = string> extends Direc
     await this.commits;
   }
 }
+
+/** The headers of every record that has none (shared: records are not to be changed). */
+const NO_HEADERS: Readonly<Record<string, never>> = Object.freeze({});
 
 function toOffsetRange(r: PartitionRange): OffsetRange {
   const { topic, partition } = parseTopicPartition(r.partition);
