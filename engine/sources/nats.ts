@@ -214,7 +214,7 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
     let data: T;
     if (this.options.bytes) data = m.data as T;
     else {
-      const text = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).toString("utf8");
+      const text = UTF8.decode(m.data);
       // A replacement character in the text may be a malformed byte: only then is the whole message checked.
       if (text.includes("\uFFFD") && !isUtf8(m.data)) {
         this.skipped(this.options.stream, seq, "its data is not valid UTF-8; read the stream with { bytes: true } to get Uint8Arrays");
@@ -301,28 +301,41 @@ export class NatsInputDStream<T extends string | Uint8Array = string> extends Di
   }
 }
 
+/** Non-fatal: a malformed byte becomes U+FFFD, and only then is the message checked with isUtf8. */
+const UTF8 = new TextDecoder("utf-8");
+
+/** Dot positions of the reply subject being read (deliveryOf reuses it: one per message would be garbage). */
+const DOTS = new Int32Array(16);
+
+/** The decimal number in r[a, b). */
+function digits(r: string, a: number, b: number): number {
+  let n = 0;
+  for (let i = a; i < b; i++) n = n * 10 + (r.charCodeAt(i) - 48);
+  return n;
+}
+
 /**
- * A message's stream sequence, timestamp (ms) and pending count, read from the end of its reply subject
- * ($JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<seq>.<dseq>.<nanos>.<pending>[.<token>]):
- * nats.js's JsMsg.info splits the whole subject, which costs more than everything else done per message.
+ * A message's stream sequence, timestamp (ms) and pending count, read from its reply subject
+ * ($JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<seq>.<dseq>.<nanos>.<pending>[.<token>]) without
+ * splitting it: nats.js's JsMsg.info splits the whole subject, which cost more than all else done per message.
  */
 function deliveryOf(m: JsMsg): { seq: number; timestamp: number; pending: number } {
   // JsMsg's implementation has the reply subject (its acks go there); its type does not say so.
   const r = (m as JsMsg & { reply?: string }).reply ?? "";
-  const dots: number[] = [];
-  for (let i = r.indexOf("."); i >= 0; i = r.indexOf(".", i + 1)) dots.push(i);
+  let dots = 0;
+  for (let i = 0; i < r.length && dots < 16; i++) if (r.charCodeAt(i) === 46) DOTS[dots++] = i;
   // 8 dots: the old form; 11: with domain, account hash and a trailing token.
-  const end = dots.length === 8 ? r.length : dots.length === 11 ? dots[10]! : -1;
-  if (end < 0 || !r.startsWith("$JS.ACK.")) {
+  if ((dots !== 8 && dots !== 11) || !r.startsWith("$JS.ACK.")) {
     const info = m.info;
     return { seq: info.streamSequence, timestamp: Math.floor(info.timestampNanos / 1e6), pending: info.pending };
   }
-  const k = dots.length === 8 ? 8 : 10;
-  const token = (a: number, b: number) => Number(r.slice(dots[a]! + 1, b));
+  const k = dots === 8 ? 8 : 10;
+  const end = dots === 8 ? r.length : DOTS[10]!;
   return {
-    seq: token(k - 4, dots[k - 3]!),
-    timestamp: Math.floor(token(k - 2, dots[k - 1]!) / 1e6),
-    pending: token(k - 1, end),
+    seq: digits(r, DOTS[k - 4]! + 1, DOTS[k - 3]!),
+    // Nanoseconds have more digits than a double holds exactly: drop the last six, which are below a millisecond.
+    timestamp: digits(r, DOTS[k - 2]! + 1, DOTS[k - 1]! - 6),
+    pending: digits(r, DOTS[k - 1]! + 1, end),
   };
 }
 

@@ -80,7 +80,7 @@ export interface DirectLogOptions {
   initialRate?: number;
   /** PID gains (Spark's defaults: 1.0, 0.2, 0.0, minRate 100). */
   pid?: PIDRateEstimatorOptions;
-  /** Records fetched ahead per partition before fetching pauses (default 50,000, or 4 batches' worth under a rate limit). */
+  /** Records fetched ahead per partition before fetching pauses (default: 200,000 shared by the partitions, at least 1000 each; 4 batches' worth under a rate limit). */
   bufferPerPartition?: number;
   /** How often the set of partitions is listed again, picking up new ones (default 2000 ms). */
   discoveryIntervalMs?: number;
@@ -540,7 +540,9 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
   private bufferCap(): number {
     if (this.bufferOption !== undefined) return Math.max(1, this.bufferOption);
     const rate = this.maxRatePerPartition;
-    return rate === undefined ? 50_000 : Math.max(1000, Math.ceil((4 * rate * this.ssc.batchDuration) / 1000));
+    if (rate !== undefined) return Math.max(1000, Math.ceil((4 * rate * this.ssc.batchDuration) / 1000));
+    // About 200,000 records fetched ahead in all, however many partitions share them.
+    return Math.max(1000, Math.floor(200_000 / Math.max(1, this.assigned?.size ?? this.known.size)));
   }
 
   /** Records after `position` in partition `p`'s log, as far as known. */
