@@ -47,6 +47,8 @@ export interface JobSchedulerHooks {
   onError(error: unknown): void;
   /** After a batch's jobs: forget old RDDs, write checkpoints. Awaited before the next batch starts. */
   afterBatch(time: number): Promise<void>;
+  /** Adds what operators reported during the batch (event-time progress) before listeners hear of it. */
+  completing?(info: BatchInfo): void;
 }
 
 export class JobScheduler {
@@ -133,6 +135,7 @@ export class JobScheduler {
     info.processingEndTime = Date.now();
     info.processingDelay = info.processingEndTime - info.processingStartTime;
     info.totalDelay = info.processingEndTime - info.submissionTime;
+    this.hooks.completing?.(info);
     this.bus.post("onBatchCompleted", { batchInfo: { ...info } });
     try {
       await this.hooks.afterBatch(set.time);

@@ -70,6 +70,24 @@ export interface BatchInfo {
   outputOperationInfos?: Record<number, OutputOperationInfo>;
   /** The first failure of an output operation of this batch, if any. */
   failureReason?: string;
+  /** Event-time operators of this batch, by stream name: watermark, late records dropped, window state. */
+  eventTime?: Record<string, EventTimeProgress>;
+}
+
+/** One event-time operator in one batch (Structured Streaming's eventTime and stateOperators progress). */
+export interface EventTimeProgress {
+  /** The watermark this batch applied (ms of event time); undefined before any event was seen. */
+  watermark?: number;
+  /** The largest event time seen so far (ms). */
+  maxEventTime?: number;
+  /** Records of this batch older than the watermark: dropped, counted here. */
+  numRowsDroppedByWatermark: number;
+  /** (window, key) rows kept in state after this batch. */
+  numRowsTotal: number;
+  /** (window, key) rows this batch changed. */
+  numRowsUpdated: number;
+  /** Windows evicted by this batch because the watermark passed their end. */
+  numWindowsEvicted: number;
 }
 
 export interface StreamingListener {

@@ -1,8 +1,9 @@
 // ssc.ui(): Spark's Streaming UI as a live notebook display. A streaming listener collects each batch's
 // input rate, processing time and scheduling delay, and for partitioned logs (Kafka, JetStream, Redis) the
 // range each partition gave the batch and its lag behind the log's end; two displays show them as
-// Vega-Lite charts and tables, with a verdict on whether the job keeps up.
-import type { BatchInfo, PartitionPosition, ReceiverInfo, StreamingListener } from "../engine/index.js";
+// Vega-Lite charts and tables, with a verdict on whether the job keeps up; also named accumulators and
+// event-time watermarks.
+import type { AccumulatorInfo, BatchInfo, PartitionPosition, ReceiverInfo, StreamingListener } from "../engine/index.js";
 import { currentCell } from "./cell-context.js";
 import { chartBundle, renderSvg } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
@@ -15,6 +16,8 @@ export interface MonitoredContext {
   readonly state: string;
   addStreamingListener(listener: StreamingListener): void;
   removeStreamingListener?(listener: StreamingListener): void;
+  /** The SparkContext, whose named accumulators the panel lists. */
+  readonly sc?: { accumulatorInfos?(): AccumulatorInfo[] };
 }
 
 export interface StatusPanelOptions {
@@ -84,6 +87,10 @@ export interface StatusSummary {
    */
   keepingUp?: boolean;
   verdict: string;
+  /** Named accumulators (sc.longAccumulator(name), ...) and their values now. */
+  accumulators: AccumulatorInfo[];
+  /** Event-time operators: the latest watermark and the late records dropped so far, by stream name. */
+  eventTime: { stream: string; watermark?: number; lateRecordsDropped: number; windowRows: number }[];
 }
 
 export class StatusPanel {
@@ -93,6 +100,7 @@ export class StatusPanel {
   private readonly lagRows: LagRow[] = [];
   /** Total lag after each batch with partitioned input, newest last (for the verdict). */
   private readonly totalLags: { time: number; lag: number; records: number }[] = [];
+  private readonly eventTime = new Map<string, { watermark?: number; lateRecordsDropped: number; windowRows: number }>();
   private completed = 0;
   private failed = 0;
   private totalRecords = 0;
@@ -160,6 +168,14 @@ export class StatusPanel {
     this.totalProcessing += processingMs;
     this.totalScheduling += schedulingDelayMs;
     this.recordPartitions(b);
+    for (const [stream, p] of Object.entries(b.eventTime ?? {})) {
+      const prev = this.eventTime.get(stream);
+      this.eventTime.set(stream, {
+        watermark: p.watermark,
+        lateRecordsDropped: (prev?.lateRecordsDropped ?? 0) + p.numRowsDroppedByWatermark,
+        windowRows: p.numRowsTotal,
+      });
+    }
     this.rows.push({
       time: b.batchTime,
       inputRate: b.numRecords / (this.ctx.batchDuration / 1000),
@@ -267,6 +283,8 @@ export class StatusPanel {
       totalLag: lagged.length > 0 ? lagged.reduce((a, p) => a + (p.lag ?? 0), 0) : undefined,
       keepingUp: judged.keepingUp,
       verdict: judged.verdict,
+      accumulators: this.ctx.sc?.accumulatorInfos?.() ?? [],
+      eventTime: [...this.eventTime].map(([stream, e]) => ({ stream, ...e })),
     };
   }
 
@@ -325,6 +343,10 @@ export class StatusPanel {
         lines.push(`partition ${p.partition} (${p.stream}): batch ${p.batchTime} read ${p.from} to ${p.until} (${p.records} records), lag ${p.lag ?? "unknown"}`);
       }
     } else if (s.keepingUp !== undefined) lines.push(s.verdict);
+    for (const e of s.eventTime) {
+      lines.push(`event time ${e.stream}: watermark ${e.watermark ?? "none yet"}, late records dropped ${e.lateRecordsDropped}, window rows ${e.windowRows}`);
+    }
+    for (const a of s.accumulators) lines.push(`accumulator ${a.name}: ${a.value}`);
     return lines.join("\n");
   }
 
@@ -360,7 +382,17 @@ export class StatusPanel {
                 `<td style="text-align:right">${p.lag ?? "?"}</td></tr>`,
             )
             .join("") +
-          `</tbody></table>`);
+          `</tbody></table>`) +
+      (s.eventTime.length === 0
+        ? ""
+        : `<table><caption>Event time</caption><thead><tr><th>stream</th><th>watermark</th><th>late records dropped</th><th>window rows</th></tr></thead><tbody>${s.eventTime
+            .map((e) => `<tr><td>${esc(e.stream)}</td><td>${e.watermark ?? "none yet"}</td><td>${e.lateRecordsDropped}</td><td>${e.windowRows}</td></tr>`)
+            .join("")}</tbody></table>`) +
+      (s.accumulators.length === 0
+        ? ""
+        : `<table><caption>Accumulators</caption><thead><tr><th>name</th><th>value</th></tr></thead><tbody>${s.accumulators
+            .map((a) => `<tr><td>${esc(a.name)}</td><td style="text-align:right">${esc(a.value)}</td></tr>`)
+            .join("")}</tbody></table>`);
     return { "text/html": html, "text/plain": this.text() };
   }
 

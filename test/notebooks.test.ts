@@ -145,13 +145,32 @@ const checks: Record<string, (nb: Notebook) => void> = {
     const summary = textOf(nb, "summary()");
     expect(summary).toMatch(/completedBatches: [1-9]/);
   },
+  "09-sql-history-sinks.ipynb": (nb) => {
+    // The customers' Parquet history shows as a DataFrame table.
+    const history = outputsOf(nb, "customers.createOrReplaceTempView");
+    expect(history.some((o) => String([o.data?.["text/html"] ?? ""].flat().join("")).includes("<table"))).toBe(true);
+    expect(textOf(nb, "customers.createOrReplaceTempView")).toContain("|          4| Dee|     UK|");
+    // SQL from another cell while the stream ran: a table of partial revenue.
+    const partial = textOf(nb, "whileRunning");
+    expect(partial).toMatch(/\|country\|revenue\|/);
+    expect(partial).not.toContain("|     UK|    560|");
+    // After the drain: the final revenue, and every order exactly once in Parquet and PostgreSQL (or a clear skip).
+    const final = textOf(nb, "finalRevenue");
+    expect(final).toContain("|     FR|    260|");
+    expect(final).toContain("|     SE|    250|");
+    expect(final).toContain("|     UK|    560|");
+    expect(final).toContain("Parquet: 36 orders");
+    const pg = textOf(nb, "postgresBin");
+    if (pg.includes("not installed")) expect(pg).toContain("skipping the PostgreSQL sink");
+    else expect(final).toContain('PostgreSQL: {"orders":36,"distinct_orders":36,"amount":1070}');
+  },
 };
 
-const tutorials = fs.readdirSync(NOTEBOOKS).filter((f) => /^0[1-6]-.*\.ipynb$/.test(f)).sort();
+const tutorials = fs.readdirSync(NOTEBOOKS).filter((f) => /^0[1-6]-.*\.ipynb$/.test(f) || /^09-.*\.ipynb$/.test(f)).sort();
 
 describe("tutorials", () => {
-  it("are the six the README promises", () => {
-    expect(tutorials.map((t) => t.slice(0, 2))).toEqual(["01", "02", "03", "04", "05", "06"]);
+  it("are the ones the README promises", () => {
+    expect(tutorials.map((t) => t.slice(0, 2))).toEqual(["01", "02", "03", "04", "05", "06", "09"]);
     for (const t of tutorials) expect(Object.keys(checks)).toContain(t);
   });
 

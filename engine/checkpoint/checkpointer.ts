@@ -290,6 +290,8 @@ export class Checkpointer {
  * `[...map]` holds the loop ~300 ms per 1M keys). Iterates the live state: the caller keeps batches out.
  */
 function* stateSliced(s: StatefulDStream<unknown, unknown>): Sliced<unknown> {
+  // mapWithState, inverse windows and event windows copy themselves in slices.
+  if (s.checkpointStateSliced) return yield* s.checkpointStateSliced();
   if (!(s instanceof StateDStream)) return s.checkpointState();
   // The same value as StateDStream.checkpointState(): { entries: [key, state][] }.
   const rdd = s.state() as RDD<[unknown, unknown]>;
