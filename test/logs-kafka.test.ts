@@ -9,6 +9,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SparkContext, StreamingContext, kafkaStream, saveToKafka, KafkaTopicNotFoundError, type BatchInfo, type KafkaRecord } from "../engine/index.js";
 import type { KafkaRDD } from "../engine/sources/kafka.js";
+import { natsStream, GroupUnsupportedError } from "../engine/index.js";
+import { planGroup } from "../engine/group/plan.js";
 import { KafkaMockCluster, kcatAvailable } from "./support/kafka-mock.js";
 import { freePort } from "./support/ports.js";
 
@@ -357,4 +359,16 @@ describe.skipIf(!kcatAvailable())("kafkaStream against librdkafka's mock cluster
       ["k8-3", 3, 0],
     ]);
   }, 60_000);
+
+  it("a group (issue 10) refuses a Kafka or JetStream input with a clear error: groups run over Redis Streams only", () => {
+    for (const make of [
+      (ssc: StreamingContext) => kafkaStream(ssc, { brokers: kafka.brokers.join(","), topics: "k9" }),
+      (ssc: StreamingContext) => natsStream(ssc, { servers: "nats://127.0.0.1:1", stream: "S" }),
+    ]) {
+      const ssc = new StreamingContext(new SparkContext(), 1000, { clock: "manual", group: false });
+      make(ssc).map((r) => [String(r), 1] as [string, number]).reduceByKey((a, b) => a + b).foreachRDD(() => {});
+      expect(() => planGroup(ssc)).toThrow(GroupUnsupportedError);
+      expect(() => planGroup(ssc)).toThrow(/is a partitioned log, but groups run over Redis Streams only; run it in a single-process context/);
+    }
+  });
 });

@@ -499,7 +499,8 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
     const end = Date.now() + timeoutMs;
     let targets: Map<string, number> | undefined;
     while (Date.now() < end) {
-      if (this.opened) {
+      // Only once the partitions are listed: between connecting and listing, there are none to wait for.
+      if (this.opened && this.listedOnce) {
         try {
           targets ??= await this.logEnds(this.assignedPartitions());
         } catch {
