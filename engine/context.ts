@@ -47,6 +47,17 @@ export interface StreamingConf {
   group?: GroupOptions;
 }
 
+/** What addSourcesStartedHook's hooks are told. */
+export interface SourcesStartedInfo {
+  zeroTime: number;
+  /** The first batch time generated after the sources started. */
+  firstBatch: number;
+  /** The context was started before (this is a restart, or a source added while running). */
+  restart: boolean;
+  /** This start resumes a run recovered from a checkpoint. */
+  recovered: boolean;
+}
+
 export interface StopOptions {
   /** Finish the data already received and the batches already generated before stopping (default false). */
   stopGracefully?: boolean;
@@ -137,6 +148,10 @@ export class StreamingContext {
   private startPromise: Promise<void> = Promise.resolve();
   private readonly batchHooks: ((time: number) => void | Promise<void>)[] = [];
   private readonly beforeBatchHooks: ((time: number) => void)[] = [];
+  private readonly generatedHooks: ((time: number) => Promise<void> | undefined)[] = [];
+  private readonly startHooks: ((inputs: InputDStream<unknown>[], info: SourcesStartedInfo) => Promise<void> | void)[] = [];
+  /** start() ran before: a later start is a restart. */
+  private startedBefore = false;
   private error?: { error: unknown };
   private waiters: { resolve: (stopped: boolean) => void; reject: (e: unknown) => void }[] = [];
   private stopping?: Promise<void>;
@@ -156,6 +171,9 @@ export class StreamingContext {
     this.scheduler = new JobScheduler(this.listenerBus, {
       onError: (e) => this.reportError(e),
       afterBatch: (time) => this.afterBatch(time),
+      refill: () => {
+        if (this._state === "active" && !this.stopping) this.generator.tick();
+      },
       completing: (info) => {
         const eventTime = this.graph.takeEventTime(info.batchTime);
         if (eventTime) info.eventTime = eventTime;
@@ -170,6 +188,7 @@ export class StreamingContext {
         for (const h of this.beforeBatchHooks) h(time);
       },
       (e) => this.reportError(e),
+      (time) => this.batchGenerated(time),
     );
   }
 
@@ -303,6 +322,54 @@ export class StreamingContext {
     };
   }
 
+  /**
+   * Hook: runs synchronously right after batch `time` was generated, before any of its jobs; a promise
+   * it returns (a log made durable) is awaited before the batch's jobs run. It must not reject.
+   */
+  addBatchGeneratedHook(hook: (time: number) => Promise<void> | undefined): () => void {
+    this.generatedHooks.push(hook);
+    return () => {
+      const i = this.generatedHooks.indexOf(hook);
+      if (i >= 0) this.generatedHooks.splice(i, 1);
+    };
+  }
+
+  /**
+   * Hook: awaited once sources have started (at start(), before its first batch is generated; and for a
+   * source added while running, once it started), so their starting positions can be made durable.
+   */
+  addSourcesStartedHook(hook: (inputs: InputDStream<unknown>[], info: SourcesStartedInfo) => Promise<void> | void): () => void {
+    this.startHooks.push(hook);
+    return () => {
+      const i = this.startHooks.indexOf(hook);
+      if (i >= 0) this.startHooks.splice(i, 1);
+    };
+  }
+
+  private batchGenerated(time: number): Promise<void> | undefined {
+    let gates: Promise<void>[] | undefined;
+    for (const h of this.generatedHooks) {
+      try {
+        const p = h(time);
+        if (p) (gates ??= []).push(p);
+      } catch (e) {
+        this.reportError(e);
+      }
+    }
+    if (!gates) return undefined;
+    return (gates.length === 1 ? gates[0]! : Promise.all(gates).then(() => undefined)).catch((e: unknown) => this.reportError(e));
+  }
+
+  private async sourcesStarted(inputs: InputDStream<unknown>[], info: SourcesStartedInfo): Promise<void> {
+    for (const h of this.startHooks.slice()) {
+      try {
+        await h(inputs, info);
+      } catch (e) {
+        this.reportError(e);
+      }
+    }
+  }
+
   /** Batch times generated but not completed yet (for checkpoints). */
   pendingBatchTimes(): number[] {
     return this.scheduler.pendingBatchTimes();
@@ -340,9 +407,17 @@ export class StreamingContext {
     if (lastPending !== undefined && lastPending >= first) first = lastPending + this.batchDuration;
     // A recovered run keeps its zero time and the RDDs restored from the checkpoint.
     this.graph.reset(options.zeroTime ?? (pending[0] ?? first) - this.batchDuration, options.zeroTime === undefined);
+    const started: SourcesStartedInfo = {
+      zeroTime: this.graph.zeroTime as number,
+      firstBatch: pending[0] ?? first,
+      restart: this.startedBefore,
+      recovered: options.zeroTime !== undefined,
+    };
+    this.startedBefore = true;
     this.notifyListeners("onStreamingStarted", { time: Date.now() });
     this.startPromise = (async () => {
-      for (const input of this.graph.inputStreams()) {
+      const inputs = this.graph.inputStreams();
+      for (const input of inputs) {
         try {
           await input.start();
         } catch (e) {
@@ -350,8 +425,9 @@ export class StreamingContext {
         }
       }
       if (this._state !== "active") return;
-      for (const t of pending) this.generator.generate(t);
-      this.generator.start(first);
+      await this.sourcesStarted(inputs, started);
+      if (this._state !== "active") return;
+      this.generator.start(first, pending);
     })();
     return this.startPromise;
   }
@@ -383,6 +459,10 @@ export class StreamingContext {
         await input.start();
       } catch (e) {
         this.reportError(e);
+      }
+      const next = this.generator.upcomingTime;
+      if (this._state === "active" && next !== undefined) {
+        await this.sourcesStarted([input], { zeroTime: this.graph.zeroTime as number, firstBatch: next, restart: true, recovered: false });
       }
     });
   }
@@ -434,7 +514,9 @@ export class StreamingContext {
         }
       }
       if (options.stopGracefully) {
-        // As Spark's timer does, run the next batch, then more while sources still hold received data.
+        // Batches held back by overload first, then, as Spark's timer does, the next batch, then more
+        // while sources still hold received data.
+        this.generator.generateHeldBack();
         let t = this.generator.upcomingTime;
         let rounds = 0;
         while (t !== undefined && (rounds === 0 || inputs.some((i) => i.hasPendingData())) && rounds < 1000) {

@@ -8,9 +8,10 @@ import type { StreamingContext } from "./context.js";
 import { IllegalArgumentError, InvalidDurationError, MissingParentRDDError, NullTransformResultError, StreamingContextStateError } from "./errors.js";
 import { StorageLevel } from "./storage.js";
 import { presenter, type ChartOptions, type ChartRow } from "./presenter.js";
+import { DEFAULT_MAX_ROWS } from "./chart.js";
 import { formatRecord, JUPYTER_DISPLAY, recordsBundle, RDD, type MimeBundle } from "./rdd.js";
 import { formatTime } from "./duration.js";
-import { runSliced, type Sliced } from "./slicing.js";
+import { CHUNK, runSliced, type Sliced } from "./slicing.js";
 import type { MapWithStateDStream, StateSpec } from "./state.js";
 import type { EventTimeOperators, WatermarkedDStream } from "./eventtime/index.js";
 import type { StorageLevelName } from "./storage.js";
@@ -666,8 +667,11 @@ export abstract class DStream<T> {
    */
   chart(spec: Record<string, unknown>, options: ChartOptions = {}): void {
     const sink = presenter().openChart(spec, options);
-    this.registerOutput("chart", (rdd, time) => {
-      sink.batch(time, rdd.collect().map((r) => toChartRow(r, time)));
+    // append and complete keep only the newest maxRows rows: only those are made, in slices, so a
+    // 1M-record batch feeds a chart without stalling the event loop.
+    const keep = options.mode === "update" ? Infinity : (options.maxRows ?? DEFAULT_MAX_ROWS);
+    this.registerOutput("chart", async (rdd, time) => {
+      sink.batch(time, await runSliced(chartRows(rdd, time, keep)));
     });
   }
 
@@ -676,6 +680,25 @@ export abstract class DStream<T> {
     this.ssc.graph.addOutputStream(out as ForEachDStream<unknown>);
     presenter().outputDefined(() => this.ssc.graph.removeOutputStream(out as ForEachDStream<unknown>));
   }
+}
+
+/** The chart rows of the last `keep` records of `rdd`. */
+function* chartRows<T>(rdd: RDD<T>, time: number, keep: number): Sliced<ChartRow[]> {
+  const parts = yield* rdd.partsGen();
+  let skip = Math.max(0, parts.reduce((n, p) => n + p.length, 0) - keep);
+  const rows: ChartRow[] = [];
+  for (const p of parts) {
+    if (skip >= p.length) {
+      skip -= p.length;
+      continue;
+    }
+    for (let i = skip; i < p.length; i++) {
+      rows.push(toChartRow(p[i], time));
+      if ((rows.length & (CHUNK - 1)) === 0) yield;
+    }
+    skip = 0;
+  }
+  return rows;
 }
 
 export function toChartRow(r: unknown, time: number): ChartRow {

@@ -11,7 +11,7 @@ export { StateSpec, State, StateDStream, MapWithStateDStream } from "./state.js"
 export type { MappingFunction, MappingFunctionWithTime, StateCheckpoint } from "./state.js";
 export { Milliseconds, Seconds, Minutes } from "./duration.js";
 export * from "./errors.js";
-export type { StreamingListener, BatchInfo, OutputOperationInfo, ReceiverInfo, EventTimeProgress } from "./listener.js";
+export type { StreamingListener, BatchInfo, OutputOperationInfo, ReceiverInfo, EventTimeProgress, DroppedRecordsInfo } from "./listener.js";
 export { ManualClock, SystemClock } from "./clock.js";
 export type { Clock } from "./clock.js";
 export { DStreamGraph } from "./graph.js";

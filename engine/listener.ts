@@ -90,6 +90,19 @@ export interface EventTimeProgress {
   numWindowsEvicted: number;
 }
 
+/** Records an input stream dropped (a streambook addition: Spark blocks its receivers instead). */
+export interface DroppedRecordsInfo {
+  streamId: number;
+  name: string;
+  /** Records dropped since this stream's previous report. */
+  count: number;
+  /** Records this stream dropped in all. */
+  total: number;
+  reason: string;
+  /** Clock time of the report. */
+  time: number;
+}
+
 export interface StreamingListener {
   onStreamingStarted?(e: { time: number }): void;
   onBatchSubmitted?(e: { batchInfo: BatchInfo }): void;
@@ -100,6 +113,8 @@ export interface StreamingListener {
   onReceiverStarted?(e: { receiverInfo: ReceiverInfo }): void;
   onReceiverError?(e: { receiverInfo: ReceiverInfo }): void;
   onReceiverStopped?(e: { receiverInfo: ReceiverInfo }): void;
+  /** An input stream dropped records (at most one report a second per stream, with counts). */
+  onRecordsDropped?(e: { droppedInfo: DroppedRecordsInfo }): void;
   onStreamingStopped?(e: { time: number }): void;
 }
 

@@ -5,7 +5,7 @@ import { DStream, operators, StatefulDStream, type NameOption, type StateUpdate,
 import { StateError } from "./errors.js";
 import { KeyedMap, KeyedSet } from "./keys.js";
 import type { KeyedView, RDD } from "./rdd.js";
-import { CHUNK, runSync, type Sliced } from "./slicing.js";
+import { CancelledError, CHUNK, runSync, type Sliced } from "./slicing.js";
 import { forEachPair } from "./window.js";
 
 /**
@@ -72,6 +72,8 @@ class StateStore<K, S> {
 
   /** Starts changing the live Map; the current version starts reading through the log of what it had. */
   begin(): void {
+    // An update that never finished (nor rolled back) must not leave its half in the live Map.
+    this.rollback();
     const prev = this.current;
     this.log = new KeyedMap();
     prev.undo = this.log;
@@ -168,8 +170,11 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
       try {
         return yield* update();
       } catch (error) {
-        failure = { error };
-        self.failed.add(rdd);
+        // A cancelled update (plain stop) was undone and may run again whole; a failed one may not.
+        if (!(error instanceof CancelledError)) {
+          failure = { error };
+          self.failed.add(rdd);
+        }
         throw error;
       }
     });
@@ -178,10 +183,10 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
       prev = undefined;
       const store = self.store;
       if (self.initial) {
-        const init = self.initial;
-        self.initial = undefined;
         const m: [K, S][] = [];
-        yield* forEachPair(init, (k, s) => void m.push([k, s]));
+        yield* forEachPair(self.initial, (k, s) => void m.push([k, s]));
+        // Only once read whole: a cancelled batch reads the initial state again when it runs again.
+        self.initial = undefined;
         store.reset(m);
       }
       const groups = new KeyedMap<K, V[]>();
@@ -451,8 +456,10 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
       try {
         return yield* update();
       } catch (error) {
-        failure = { error };
-        self.failed.add(rdd);
+        if (!(error instanceof CancelledError)) {
+          failure = { error };
+          self.failed.add(rdd);
+        }
         throw error;
       }
     });
@@ -461,9 +468,11 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
       prev = undefined;
       const map = self.stateMap;
       if (self.initial) {
-        const init = self.initial;
+        const m: [K, S][] = [];
+        yield* forEachPair(self.initial, (k, s) => void m.push([k, s]));
+        // Only once read whole: a cancelled batch reads the initial state again when it runs again.
         self.initial = undefined;
-        yield* forEachPair(init, (k, s) => map.set(k, { s, t: time }));
+        for (const [k, s] of m) map.set(k, { s, t: time });
       }
       // Previous entries of the keys this batch touches, to undo the batch if the function throws
       // (and so that state() read while the batch runs sees the state before it).

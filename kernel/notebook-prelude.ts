@@ -96,6 +96,11 @@ export class StreamingContext extends engine.StreamingContext {
         onReceiverStarted: ({ receiverInfo: r }) => {
           shown.delete(`${r.streamId}\u0000${r.name}`);
         },
+        // Records a source had to drop are never lost silently (reports come at most once a second per stream).
+        onRecordsDropped: ({ droppedInfo: d }) => {
+          if (run.disposed) return;
+          run.report("stderr", `stream ${d.name}: ${d.count} records dropped (${d.total} in all): ${d.reason}\n`);
+        },
       };
       this.addStreamingListener(this.failureListener);
     }

@@ -621,10 +621,18 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> implements
   /** Recovery (before start): batch `time` takes exactly the entries up to `selection`'s IDs after the previous batch's. */
   restoreSelection(time: number, selection: unknown): void {
     if (selection === null || typeof selection !== "object" || Array.isArray(selection)) return;
-    const upTo: Record<string, string> = {};
-    for (const [s, id] of Object.entries(selection as Record<string, unknown>)) if (typeof id === "string" && /^\d+(-\d+)?$/.test(id)) upTo[s] = id;
+    const upTo = selectionIds(selection);
     if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: restoreSelection after start; recover before starting the context`);
     this.replay.set(time, upTo);
+  }
+
+  /** Recovery (before start): batch `time` took entries up to `selection`'s IDs and completed; the position moves past them. */
+  skipSelection(_time: number, selection: unknown): void {
+    if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: skipSelection after start; recover before starting the context`);
+    for (const [s, id] of Object.entries(selectionIds(selection))) {
+      const had = this.taken.get(s);
+      if (had === undefined || compareIds(id, had) > 0) this.taken.set(s, id);
+    }
   }
 
   override clearMetadata(time: number): void {
@@ -712,6 +720,14 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> implements
     this.taken = new Map(Object.entries(p.lastIds));
     if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: restorePosition after start; recover before starting the context`);
   }
+}
+
+/** The last IDs per stream of a logged selection (malformed entries are ignored). */
+function selectionIds(selection: unknown): Record<string, string> {
+  const upTo: Record<string, string> = {};
+  if (selection === null || typeof selection !== "object" || Array.isArray(selection)) return upTo;
+  for (const [s, id] of Object.entries(selection as Record<string, unknown>)) if (typeof id === "string" && /^\d+(-\d+)?$/.test(id)) upTo[s] = id;
+  return upTo;
 }
 
 /** ssc.redisStream(...) until the context has it: a DStream of Redis stream entries. */
