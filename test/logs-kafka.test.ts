@@ -371,4 +371,25 @@ describe.skipIf(!kcatAvailable())("kafkaStream against librdkafka's mock cluster
       expect(() => planGroup(ssc)).toThrow(/is a partitioned log, but groups run over Redis Streams only; run it in a single-process context/);
     }
   });
+
+  it("a logged start with no partitions yet (a run killed before it listed them) leaves startingOffsets in force", async () => {
+    await kafka.createTopics("k10");
+    await kafka.produce("k10", [{ value: "before", partition: 0 }]);
+    const { ssc } = context();
+    const stream = kafkaStream(ssc, { brokers: kafka.bootstrap, topics: "k10", startingOffsets: "latest" });
+    // What the batch log's start record holds for a stream that had not listed its partitions yet.
+    stream.restorePosition({ positions: {} });
+    const got: string[] = [];
+    stream.foreachRDD((rdd) => void got.push(...rdd.collect().map((r) => String(r.value))));
+    await ssc.start();
+    try {
+      await stream.sync(20_000);
+      await kafka.produce("k10", [{ value: "after", partition: 1 }]);
+      await stream.sync(20_000);
+      await ssc.advance(1000);
+    } finally {
+      await ssc.stop();
+    }
+    expect(got).toEqual(["after"]);
+  }, 60_000);
 });

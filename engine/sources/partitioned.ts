@@ -673,12 +673,16 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
     const p = (position as { positions?: unknown } | undefined)?.positions;
     if (p === null || typeof p !== "object") return;
     if (this.running) throw new PartitionedSourceError(`${this.describeLog()}: restorePosition after start; recover before starting the context`);
+    let restored = false;
     for (const [id, pos] of Object.entries(p as Record<string, unknown>)) {
       if (!Number.isSafeInteger(pos)) continue;
       this.positions.set(id, pos as number);
       this.known.add(id);
+      restored = true;
     }
-    this.listedOnce = true;
+    // No position (the batch log's start record of a stream killed before it listed its partitions): the
+    // configured starting offsets still apply, as for a fresh start.
+    if (restored) this.listedOnce = true;
   }
 
   /** The next position per partition (what the next batch starts at). */
