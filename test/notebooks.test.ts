@@ -297,3 +297,59 @@ describe("tutorial 10-streaming-ml", () => {
     }, 150_000);
   });
 });
+
+// Tutorial 08 (a Kafka clickstream: lag, a kill, a recovery) is checked on its own, like tutorial 10.
+function checkKafkaClickstream(nb: Notebook): void {
+  expect(textOf(nb, "sendClicks(1600)")).toMatch(/the job was killed by SIGKILL after counting 1200 page views/);
+  // The line chart carries on from the killed job's line.
+  const lines = chartsOf(nb, "recovered.ui()").filter((c) => JSON.stringify(c.spec).includes("Page views counted so far"));
+  expect(lines.length).toBe(1);
+  const by = new Set(rowsOf(lines[0]!.spec).map((r) => r.counted_by));
+  expect(by).toEqual(new Set(["job (killed)", "notebook (recovered)"]));
+  // The live bar chart of page views.
+  const bars = chartsOf(nb, "recovered.ui()").filter((c) => JSON.stringify(c.spec).includes("Page views (recovered)"));
+  expect(bars.length).toBe(1);
+  expect(rowsOf(bars[0]!.spec).map((r) => r.key).sort()).toEqual(["cart", "checkout", "home", "product", "search"]);
+  expect(bars[0]!.svg).toContain("<svg");
+  // The status panel: a lag chart per partition and a table of the four partitions.
+  const panel = chartsOf(nb, "recovered.ui()").find((c) => JSON.stringify(c.spec).includes("Lag behind the log's end"));
+  expect(panel).toBeDefined();
+  const lagChart = (panel!.spec.vconcat as { title: string; data?: { values: { partition: string }[] } }[]).find((c) => c.title.startsWith("Lag behind"))!;
+  expect(new Set(lagChart.data!.values.map((r) => r.partition))).toEqual(new Set(["clicks-0", "clicks-1", "clicks-2", "clicks-3"]));
+  const html = outputsOf(nb, "recovered.ui()").map((o) => [o.data?.["text/html"] ?? ""].flat().join("")).join("\n");
+  expect(html).toContain("Input partitions");
+  for (const p of [0, 1, 2, 3]) expect(html).toContain(`<td>clicks-${p}</td>`);
+  // The lag drained: from the backlog down to zero, never up; every click counted once; the group's lag is zero.
+  const summary = textOf(nb, "panel.summary()");
+  expect(summary).toMatch(/verdict: (keeping up|catching up|falling behind): /);
+  const lagHistory = (/lagHistory: \[([^\]]*)\]/.exec(summary)?.[1] ?? "").split(",").map(Number);
+  expect(lagHistory[0]).toBeGreaterThanOrEqual(800);
+  expect(lagHistory.at(-1)).toBe(0);
+  for (let i = 1; i < lagHistory.length; i++) expect(lagHistory[i]!).toBeLessThanOrEqual(lagHistory[i - 1]!);
+  expect(summary).toContain("totalLag: 0");
+  const check = textOf(nb, "exactly once");
+  expect(check).toContain("exactly once: true");
+  expect(check).toContain("group lag: 0, 0, 0, 0");
+}
+
+describe("tutorial 08-kafka-clickstream", () => {
+  const name = "08-kafka-clickstream.ipynb";
+  it("is committed with its outputs and without errors", () => {
+    const nb = readNotebook(path.join(NOTEBOOKS, name));
+    expect(nb.metadata.kernelspec).toMatchObject({ name: "streambook", language: "typescript" });
+    expect(errorsOf(nb)).toEqual([]);
+    checkKafkaClickstream(nb);
+  });
+  describe.concurrent("runs", () => {
+    it("under nbclient with the promised outputs", async () => {
+      const nb = await executeWithNbclient(name);
+      expect(errorsOf(nb)).toEqual([]);
+      checkKafkaClickstream(nb);
+    }, 150_000);
+    it("under the headless runner with the promised outputs", async () => {
+      const nb = await executeWithRunner(name);
+      expect(errorsOf(nb)).toEqual([]);
+      checkKafkaClickstream(nb);
+    }, 150_000);
+  });
+});
