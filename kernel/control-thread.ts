@@ -2,8 +2,8 @@
 // main thread busy. Interrupts become SIGINT to our own process; shutdown is done by the main thread.
 import { parentPort, workerData } from "node:worker_threads";
 import * as zmq from "zeromq";
-import { pollingReceiveLoop, SendQueue } from "./channels.js";
-import { ConnectionInfo, decode, DropLog, encode, endpoint, Header, JsonObject, MessageFactory, ReplayGuard, Signer, WireError } from "./wire.js";
+import { bindChannel, pollingReceiveLoop, SendQueue } from "./channels.js";
+import { ConnectionInfo, decode, DropLog, encode, Header, JsonObject, MessageFactory, ReplayGuard, Signer, WireError } from "./wire.js";
 
 export interface ControlThreadData {
   connection: ConnectionInfo;
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
 
   const hb = new zmq.Reply({ linger: 0 });
   const control = new zmq.Router({ linger: 0 });
-  await Promise.all([hb.bind(endpoint(info, info.hb_port)), control.bind(endpoint(info, info.control_port))]);
+  await Promise.all([bindChannel(hb, info, info.hb_port, "heartbeat"), bindChannel(control, info, info.control_port, "control")]);
   const controlQueue = new SendQueue(control, "control");
   let stopped = false;
   let pendingShutdown: { identities: Buffer[]; parent: Header } | undefined;

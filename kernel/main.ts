@@ -3,11 +3,12 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { MainChannels, receiveLoop } from "./channels.js";
+import { KernelBindError, MainChannels, receiveLoop } from "./channels.js";
 import type { ControlThreadData, FromControl, ToControl } from "./control-thread.js";
 import { Dispatcher, KernelTransport } from "./dispatch.js";
 import type { Interpreter } from "./interpreter.js";
 import { onShutdownRequest } from "./lifecycle.js";
+import { silenceVmLoaderWarning } from "./warnings.js";
 import { ConnectionInfo, decode, DropLog, encode, Header, JsonObject, MessageFactory, PROTOCOL_VERSION, readConnectionFile, Signer, WireError } from "./wire.js";
 
 // SIGINT is how interrupts arrive (signal mode from the client, message mode from the control
@@ -109,6 +110,13 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
     for (const resolve of workerClosedWaiters.splice(0)) resolve();
   };
   worker.on("exit", markWorkerClosed);
+  // Heartbeat and control are part of the kernel: if they cannot start (a port taken), neither can it.
+  let controlReady = false;
+  worker.on("exit", () => {
+    if (controlReady) return;
+    log("the heartbeat and control thread could not start (see above); the kernel exits");
+    process.exit(1);
+  });
   worker.on("error", (err) => log(`control thread failed: ${err.stack ?? err.message}`));
 
   let shuttingDown: Promise<void> | undefined;
@@ -160,6 +168,7 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
         markWorkerClosed();
         break;
       case "ready":
+        controlReady = true;
         break;
     }
   });
@@ -235,6 +244,7 @@ function keepAlive(): void {
 /** Starts a kernel for the connection file named on the command line. */
 export function startFromCommandLine(argv: readonly string[], createInterpreter: InterpreterFactory): void {
   keepAlive();
+  silenceVmLoaderWarning();
   let info: ConnectionInfo;
   try {
     info = readConnectionFile(parseArgs(argv).connectionFile);
@@ -243,7 +253,8 @@ export function startFromCommandLine(argv: readonly string[], createInterpreter:
     process.exit(2);
   }
   runKernel(info, createInterpreter).catch((err: unknown) => {
-    log(`kernel failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    // A taken port is a known condition with its own message; anything else gets its stack.
+    log(`kernel failed: ${err instanceof KernelBindError ? `${err.name}: ${err.message}` : err instanceof Error ? err.stack ?? err.message : String(err)}`);
     process.exit(1);
   });
 }
