@@ -52,6 +52,8 @@ export interface JobSchedulerHooks {
 export class JobScheduler {
   private readonly queue: JobSet[] = [];
   private running?: JobSet;
+  /** Fails the output operation running now, when its code can no longer finish. */
+  private abandonRunning?: (reason: Error) => void;
   private loop?: Promise<void>;
   private cancelled = false;
 
@@ -80,6 +82,17 @@ export class JobScheduler {
   /** Resolves when every submitted batch has completed. */
   async idle(): Promise<void> {
     while (this.loop) await this.loop;
+  }
+
+  /**
+   * Fails the running output operation as if it had thrown, and goes on with the next: for code that was
+   * stopped from outside (an interrupt in the notebook kernel) and so will never return. False if none runs.
+   */
+  abandonRunningJob(reason: Error): boolean {
+    if (!this.abandonRunning) return false;
+    this.abandonRunning(reason);
+    this.abandonRunning = undefined;
+    return true;
   }
 
   /** Drops queued batches and aborts the running one at its next slice boundary (non-graceful stop). */
@@ -114,7 +127,8 @@ export class JobScheduler {
       const op: OutputOperationInfo = { batchTime: set.time, id: job.outputId, name: job.name, description: job.description, startTime: Date.now() };
       this.bus.post("onOutputOperationStarted", { outputOperationInfo: { ...op } });
       try {
-        await job.run(isCancelled);
+        const abandoned = new Promise<never>((_, reject) => (this.abandonRunning = reject));
+        await Promise.race([job.run(isCancelled), abandoned]);
       } catch (e) {
         if (e instanceof CancelledError) op.failureReason = e.message;
         else {
@@ -123,6 +137,7 @@ export class JobScheduler {
           this.hooks.onError(e);
         }
       }
+      this.abandonRunning = undefined;
       op.endTime = Date.now();
       op.duration = op.endTime - (op.startTime as number);
       (info.outputOperationInfos as Record<number, OutputOperationInfo>)[op.id] = op;

@@ -1,6 +1,7 @@
 // Request dispatch, xeus-style: one table from msg_type to handler, plus the duties every request
 // shares (busy/idle, execute_input, execution_count, history, aborting the queue on stop_on_error).
 import { DropLog } from "./wire.js";
+import { History, HistoryEntry, MemoryHistory } from "./history.js";
 import type { ExecuteContext, ExecuteOutcome, Interpreter, MimeBundle, OutputSink } from "./interpreter.js";
 import type { Header, JsonObject, Received } from "./wire.js";
 
@@ -28,31 +29,21 @@ export class InputCancelledError extends Error {
   }
 }
 
-interface HistoryEntry {
-  session: number;
-  line: number;
-  input: string;
-  output: string | null;
-}
-
 interface Queued extends Received {
   aborted?: boolean;
 }
 
 type Handler = (request: Queued) => Promise<void>;
 
-/** The session number history entries carry; history lives as long as the kernel process. */
-const HISTORY_SESSION = 1;
-
 export class Dispatcher {
   private executionCount = 0;
   private readonly queue: Queued[] = [];
   private processing = false;
-  private readonly history: HistoryEntry[] = [];
   private readonly pendingInputs = new Map<string, { resolve: (value: string) => void; reject: (err: Error) => void }>();
   private readonly commTargets = new Map<string, (commId: string, data: JsonObject) => void>();
   private readonly openComms = new Map<string, string>();
   private idleWaiters: (() => void)[] = [];
+  private current: string | undefined;
   private readonly unknown: DropLog;
 
   private readonly handlers: Record<string, Handler> = {
@@ -74,6 +65,7 @@ export class Dispatcher {
     private readonly interpreter: () => Promise<Interpreter>,
     private readonly kernelInfo: JsonObject,
     private readonly log: (text: string) => void = (text) => process.stderr.write(`streambook: ${text}\n`),
+    private readonly history: History = new MemoryHistory(),
   ) {
     this.unknown = new DropLog(log);
   }
@@ -81,7 +73,8 @@ export class Dispatcher {
   /** Queues a shell request; requests run one at a time, in arrival order. */
   receiveShell(received: Received): void {
     const type = received.message.header.msg_type;
-    if (!(type in this.handlers)) {
+    // Own keys only: msg_types such as "toString" or "__proto__" name no handler.
+    if (!Object.hasOwn(this.handlers, type)) {
       this.unknown.dropped("shell", `unknown msg_type ${JSON.stringify(type)}`);
       return;
     }
@@ -111,6 +104,11 @@ export class Dispatcher {
     this.commTargets.set(name, onOpen);
   }
 
+  /** True while an execute_request runs (its reply not sent yet). */
+  get executing(): boolean {
+    return this.current === "execute_request";
+  }
+
   /** Resolves when no request is queued or running (used before shutdown). */
   whenIdle(): Promise<void> {
     if (!this.processing) return Promise.resolve();
@@ -124,27 +122,46 @@ export class Dispatcher {
 
   private async drain(): Promise<void> {
     this.processing = true;
+    try {
+      await this.drainQueue();
+    } finally {
+      this.processing = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  private async drainQueue(): Promise<void> {
     while (this.queue.length > 0) {
       const request = this.queue.shift()!;
       const header = request.message.header;
-      this.transport.publish("status", { execution_state: "busy" }, header);
       try {
+        this.transport.publish("status", { execution_state: "busy" }, header);
         if (request.aborted) {
           this.transport.reply(request.identities, header, "execute_reply", { status: "aborted" }, { status: "aborted" });
         } else {
+          this.current = header.msg_type;
           await this.handlers[header.msg_type](request);
         }
       } catch (err) {
         this.log(`${header.msg_type} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
         const replyType = header.msg_type.replace(/_request$/, "_reply");
-        if (replyType !== header.msg_type) this.transport.reply(request.identities, header, replyType, errorContent(err));
+        // The error reply can fail the same way (a reply that cannot be encoded): then only the log has it.
+        if (replyType !== header.msg_type) this.attempt(`${replyType}`, () => this.transport.reply(request.identities, header, replyType, errorContent(err)));
       }
-      this.transport.publish("status", { execution_state: "idle" }, header);
+      this.current = undefined;
+      this.attempt("idle status", () => this.transport.publish("status", { execution_state: "idle" }, header));
     }
-    this.processing = false;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const resolve of waiters) resolve();
+  }
+
+  /** Runs a step whose failure must not stop the queue (the queue is the kernel's only way to answer). */
+  private attempt(what: string, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.log(`sending ${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private async execute(request: Queued): Promise<void> {
@@ -159,6 +176,10 @@ export class Dispatcher {
     if (storeHistory) this.executionCount += 1;
     const count = this.executionCount;
     if (!silent) this.transport.publish("execute_input", { code, execution_count: count }, header);
+    // Stored before it runs, as IPython does: a cell that ends the kernel is still in the history.
+    if (storeHistory) this.history.recordInput(count, code);
+    // A damaged history store is said under the next cell, once, as well as in the kernel's log.
+    for (const warning of this.history.takeWarnings()) this.transport.publish("stream", { name: "stderr", text: `streambook: ${warning}\n` }, header);
 
     const interpreter = await this.interpreter();
     const help = /^\s*([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\?\s*$/.exec(code);
@@ -173,7 +194,6 @@ export class Dispatcher {
         payload: [{ source: "page", data, start: 0 }],
         user_expressions: {},
       }, { status: "ok" });
-      if (storeHistory) this.history.push({ session: HISTORY_SESSION, line: count, input: code, output: null });
       return;
     }
     const publish = this.transport.publish.bind(this.transport);
@@ -227,7 +247,7 @@ export class Dispatcher {
       this.transport.reply(identities, header, "execute_reply", { status: "aborted", execution_count: count }, { status: "aborted" });
       if (stopOnError) this.abortQueuedExecutes();
     }
-    if (storeHistory) this.history.push({ session: HISTORY_SESSION, line: count, input: code, output });
+    if (storeHistory && output !== null) this.history.recordOutput(count, output);
     // An input() still waiting belongs to a cell that is over.
     this.cancelInputs();
   }
@@ -265,36 +285,20 @@ export class Dispatcher {
   private historyRequest(request: Queued): void {
     const content = request.message.content;
     const withOutput = content.output === true;
-    const n = typeof content.n === "number" && content.n >= 0 ? Math.floor(content.n) : undefined;
+    const int = (value: unknown): number | undefined => (typeof value === "number" && Number.isFinite(value) ? Math.trunc(value) : undefined);
+    const n = int(content.n);
     let entries: HistoryEntry[];
     switch (content.hist_access_type) {
       case "tail":
-        entries = n === undefined ? this.history.slice(-10) : n === 0 ? [] : this.history.slice(-n);
+        entries = this.history.tail(n ?? 10);
         break;
-      case "range": {
-        const session = typeof content.session === "number" ? content.session : 0;
-        // 0 and negative numbers mean "this session" for a kernel whose history lives in memory.
-        const wanted = session <= 0 ? HISTORY_SESSION : session;
-        const start = typeof content.start === "number" ? content.start : 1;
-        const stop = typeof content.stop === "number" ? content.stop : Infinity;
-        entries = this.history.filter((e) => e.session === wanted && e.line >= start && e.line < stop);
+      case "range":
+        // session 0 is this kernel's, -1 the one before it (IPython's numbering, shared by every kernel).
+        entries = this.history.range(int(content.session) ?? 0, int(content.start) ?? 1, int(content.stop));
         break;
-      }
-      case "search": {
-        const pattern = globToRegExp(typeof content.pattern === "string" ? content.pattern : "*");
-        entries = this.history.filter((e) => pattern.test(e.input));
-        if (content.unique === true) {
-          // Keep the latest occurrence of each input, in history order.
-          const last = new Map<string, HistoryEntry>();
-          for (const e of entries) {
-            last.delete(e.input);
-            last.set(e.input, e);
-          }
-          entries = [...last.values()];
-        }
-        if (n !== undefined) entries = n === 0 ? [] : entries.slice(-n);
+      case "search":
+        entries = this.history.search(typeof content.pattern === "string" ? content.pattern : "*", n, content.unique === true);
         break;
-      }
       default:
         entries = [];
     }
@@ -361,26 +365,4 @@ function errorContent(err: unknown): JsonObject {
 function textOf(bundle: MimeBundle): string | null {
   const text = bundle["text/plain"];
   return typeof text === "string" ? text : null;
-}
-
-/** sqlite GLOB semantics, as IPython's history search uses: * ? [...] and case-sensitive. */
-export function globToRegExp(glob: string): RegExp {
-  let source = "";
-  for (let i = 0; i < glob.length; i++) {
-    const ch = glob[i];
-    if (ch === "*") source += "[\\s\\S]*";
-    else if (ch === "?") source += "[\\s\\S]";
-    else if (ch === "[") {
-      const end = glob.indexOf("]", i + 2);
-      if (end < 0) source += "\\[";
-      else {
-        let body = glob.slice(i + 1, end);
-        if (body.startsWith("^")) body = "^" + body.slice(1).replace(/\\/g, "\\\\");
-        else body = body.replace(/\\/g, "\\\\");
-        source += `[${body}]`;
-        i = end;
-      }
-    } else source += ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${source}$`);
 }

@@ -21,6 +21,7 @@ import { currentCell, runInCell, type CellContext } from "./cell-context.js";
 import { createDisplay, DISPLAY_DECLARATIONS, isDisplayHandle, toMimeBundle } from "./display.js";
 import { isComplete, LanguageServer, syntaxErrors, type CellDiagnostic } from "./language.js";
 import { cellFilename, describeError, registerCell } from "./stack.js";
+import { ProcessExitRefusedError } from "./process-guard.js";
 import { compileCell, IMPORT_HELPER, rewriteEmitted, SCOPE_KEY, typescript, type CompiledCell } from "./transform.js";
 
 /** A global the prelude adds, with the TypeScript type the checker gives it. */
@@ -55,14 +56,15 @@ export interface InterpreterOptions {
   handleSigint?: boolean;
   /** Load TypeScript and warm the checker this many ms after creation (default 50); false: on first use. */
   warmup?: number | false;
+  /**
+   * Run a cell's synchronous part under Node's SIGINT watchdog (default true). The kernel turns it off:
+   * its control thread stops spinning code itself (kernel/interrupts.ts), and the watchdog would take
+   * SIGINT away from that thread; the part then runs in a macrotask of its own, so stopping it ends only that.
+   */
+  breakOnSigint?: boolean;
 }
 
-export class ProcessExitRefusedError extends Error {
-  constructor() {
-    super("process.exit() from a cell would stop the kernel, so it is refused: use the notebook's Restart or Shut Down instead.");
-    this.name = "ProcessExitRefusedError";
-  }
-}
+export { ProcessExitRefusedError };
 
 export class InputOutsideCellError extends Error {
   constructor() {
@@ -110,6 +112,17 @@ const kernelWrite = (name: "stdout" | "stderr", text: string): void => {
 };
 const defineProperty = Object.defineProperty;
 const kernelSetImmediate = setImmediate;
+/** Runs `fn` in a macrotask of its own: a forced stop of its code then cuts off nothing else. */
+const runDetached = <T>(fn: () => T): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    kernelSetImmediate(() => {
+      try {
+        resolve(fn());
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
 /** Resolves after the event loop's poll phase, where pending signals are delivered to their handlers. */
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => kernelSetImmediate(resolve));
 const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
@@ -177,6 +190,7 @@ class CellInterpreter implements StreambookInterpreter {
   private executing = false;
   private interruptRequested = false;
   private closed = false;
+  private shuttingDown = false;
   private readonly sigint = (): void => this.interrupt();
 
   constructor(private readonly options: InterpreterOptions) {
@@ -204,12 +218,12 @@ class CellInterpreter implements StreambookInterpreter {
     const scope = this.scope;
     const stdout = textStream(route("stdout"));
     const stderr = textStream(route("stderr"));
-    const refuse = (): never => {
-      throw new ProcessExitRefusedError();
+    const refuse = (key: string) => (): never => {
+      throw new ProcessExitRefusedError(`process.${key}()`);
     };
     scope.set("process", new Proxy(kernelProcess, {
       get: (target, key) => {
-        if (key === "exit" || key === "abort" || key === "reallyExit") return refuse;
+        if (key === "exit" || key === "abort" || key === "reallyExit") return refuse(key);
         if (key === "stdout") return stdout;
         if (key === "stderr") return stderr;
         return Reflect.get(target, key);
@@ -341,8 +355,10 @@ class CellInterpreter implements StreambookInterpreter {
 
   warm(): Promise<void> {
     this.warming ??= (async () => {
+      if (this.shuttingDown) return; // loading the checker would only delay the exit
       typescript();
       await new Promise((r) => setImmediate(r));
+      if (this.shuttingDown) return;
       this.languageServer().warm();
     })();
     return this.warming;
@@ -436,7 +452,9 @@ class CellInterpreter implements StreambookInterpreter {
         importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
       });
       const interrupted = new Promise<never>((_, reject) => (this.abort = reject));
-      const run = runInCell(cell, () => this.runScript(script, true));
+      const run = this.options.breakOnSigint === false
+        ? runDetached(() => runInCell(cell, () => this.runScript(script, false)))
+        : runInCell(cell, () => this.runScript(script, true));
       run.then(undefined, () => undefined); // an abandoned cell's later failure is not "unhandled"
       value = await Promise.race([run, interrupted]);
     } catch (err) {
@@ -501,6 +519,7 @@ class CellInterpreter implements StreambookInterpreter {
   }
 
   async shutdown(restart: boolean): Promise<void> {
+    this.shuttingDown = true;
     for (const t of this.timers) {
       clearTimeout(t as NodeJS.Timeout);
       clearImmediate(t as NodeJS.Immediate);

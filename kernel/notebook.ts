@@ -36,6 +36,8 @@ export interface NotebookOptions {
   warmup?: number | false;
   /** Install a SIGINT handler that interrupts the running cell (default true; off in in-process tests). */
   handleSigint?: boolean;
+  /** Run cells under Node's SIGINT watchdog (default true); the kernel stops spinning code itself instead. */
+  breakOnSigint?: boolean;
 }
 
 let foreachBound = false;
@@ -169,6 +171,13 @@ export class NotebookInterpreter implements Interpreter {
     });
   }
 
+  /** A batch job cut off by a forced stop never completes: its context fails it and runs the next batch. */
+  afterForcedStop(stopped: { engine: boolean }): void {
+    if (!stopped.engine) return;
+    const reason = new KeyboardInterruptError("the output operation's code was stopped by an interrupt; later batches run");
+    for (const ctx of preludeModule().contextsNotStopped()) ctx.scheduler.abandonRunningJob(reason);
+  }
+
   async shutdown(restart: boolean): Promise<void> {
     if (this.shutDown) return;
     this.shutDown = true;
@@ -184,6 +193,11 @@ export class NotebookInterpreter implements Interpreter {
   }
 }
 
+/** Why an interrupted batch's output operation failed. */
+export class KeyboardInterruptError extends Error {
+  override name = "KeyboardInterrupt";
+}
+
 /** What main.ts runs: the TypeScript interpreter with the notebook's prelude and presenter. */
 export function createNotebookInterpreter(options: NotebookOptions): NotebookInterpreter {
   const inner = createInterpreter({
@@ -191,6 +205,7 @@ export function createNotebookInterpreter(options: NotebookOptions): NotebookInt
     prelude: notebookPrelude(),
     handleSigint: false, // the wrapper's handler interrupts, so it can also stop an awaited context
     warmup: options.warmup,
+    breakOnSigint: options.breakOnSigint,
   });
   return new NotebookInterpreter(inner, { minIntervalMs: options.minIntervalMs, handleSigint: options.handleSigint });
 }

@@ -67,10 +67,17 @@ export function readConnectionFile(path: string): ConnectionInfo {
   for (const port of ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"] as const) {
     if (typeof info[port] !== "number") throw new ConnectionFileError(`connection file ${path} lacks a numeric ${port}`);
   }
+  // Fail closed: only an explicit empty key means "unsigned", as the spec allows; a missing one is a mistake.
+  if (typeof info.key !== "string") {
+    throw new ConnectionFileError(
+      `connection file ${path} has no "key" (or it is not a string), so messages could not be authenticated; ` +
+        `the kernel refuses to start. Give it the client's key, or "key": "" to run unsigned on a trusted machine`,
+    );
+  }
   return {
     transport: info.transport ?? "tcp",
     ip: info.ip ?? "127.0.0.1",
-    key: info.key ?? "",
+    key: info.key,
     signature_scheme: info.signature_scheme ?? "hmac-sha256",
     shell_port: info.shell_port!,
     iopub_port: info.iopub_port!,
@@ -83,6 +90,12 @@ export function readConnectionFile(path: string): ConnectionInfo {
 
 export function endpoint(info: ConnectionInfo, port: number): string {
   return info.transport === "ipc" ? `ipc://${info.ip}-${port}` : `${info.transport}://${info.ip}:${port}`;
+}
+
+/** The socket files an ipc kernel binds (none for tcp): the kernel removes them when it shuts down. */
+export function ipcSocketFiles(info: ConnectionInfo): string[] {
+  if (info.transport !== "ipc") return [];
+  return [info.shell_port, info.iopub_port, info.stdin_port, info.control_port, info.hb_port].map((port) => `${info.ip}-${port}`);
 }
 
 function isObject(value: unknown): value is JsonObject {
@@ -206,7 +219,45 @@ export class Signer {
   }
 }
 
+/**
+ * Deeper nesting than any Jupyter message needs, far shallower than what overflows the stack of the
+ * recursive JSON.stringify and structured clone that echo a header back (measured: ~8,000 levels).
+ */
+export const MAX_JSON_DEPTH = 128;
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_ARRAY = 0x5b;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_ARRAY = 0x5d;
+const CLOSE_OBJECT = 0x7d;
+
+/** The deepest nesting of arrays and objects in JSON text, counted over its bytes in one pass. */
+export function jsonDepth(frame: Uint8Array, limit = Infinity): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < frame.length; i++) {
+    const byte = frame[i];
+    if (inString) {
+      if (byte === BACKSLASH) i++;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) inString = true;
+    else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
+      if (++depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return deepest;
+      }
+    } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth--;
+  }
+  return deepest;
+}
+
 function parseJsonFrame(frame: Buffer, what: string): JsonObject {
+  // A frame shorter than the limit cannot nest deeper than it.
+  if (frame.length > MAX_JSON_DEPTH && jsonDepth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new WireError(`${what} nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep`);
+  }
   let value: unknown;
   try {
     value = JSON.parse(frame.toString("utf8"));
