@@ -1,6 +1,7 @@
 // ZeroMQ sockets of the kernel and the one rule that keeps them lossless: every socket's sends
 // go through one ordered queue (zeromq 6 throws EBUSY when a send starts while one is in flight).
 import * as zmq from "zeromq";
+import { ArrayPrototypePush, ArrayPrototypeShift, healVitalBuiltins, KernelPromise, PromisePrototypeThen, PromiseReject, PromiseResolve, SafePromiseAll } from "./primordials.js";
 import { ConnectionInfo, endpoint } from "./wire.js";
 
 type Frames = Buffer[];
@@ -26,14 +27,14 @@ export class SendQueue {
   constructor(private readonly socket: Sender, private readonly name: string) {}
 
   send(frames: OutgoingFrames): void {
-    this.pending.push(frames);
+    ArrayPrototypePush(this.pending, frames);
     if (!this.running) void this.pump(this.generation);
   }
 
   /** Resolves once everything queued so far has been handed to zeromq. */
   drained(): Promise<void> {
-    if (!this.running && this.pending.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.drainedWaiters.push(resolve));
+    if (!this.running && this.pending.length === 0) return PromiseResolve(undefined);
+    return new KernelPromise((resolve) => ArrayPrototypePush(this.drainedWaiters, resolve));
   }
 
   get length(): number {
@@ -58,18 +59,18 @@ export class SendQueue {
         this.inflight = undefined;
         if (failure !== undefined) process.stderr.write(`streambook: send on ${this.name} failed: ${(failure as Error).message}\n`);
       }
-      const frames = this.pending.shift();
+      const frames = ArrayPrototypeShift(this.pending);
       if (frames === undefined) break;
       try {
         this.inflight = this.socket.send(frames);
       } catch (err) {
-        this.inflight = Promise.reject(err);
+        this.inflight = PromiseReject(err);
       }
     }
     this.running = false;
     const waiters = this.drainedWaiters;
     this.drainedWaiters = [];
-    for (const resolve of waiters) resolve();
+    for (let i = 0; i < waiters.length; i++) waiters[i]();
   }
 }
 
@@ -121,7 +122,7 @@ export class MainChannels {
   /** Serves shell and stdin until their sockets close. */
   async receive(shell: (frames: Frames) => void, stdin: (frames: Frames) => void): Promise<void> {
     this.loops = [new ReceiveLoop(this.shell, shell), new ReceiveLoop(this.stdin, stdin)];
-    await Promise.all(this.loops.map((loop) => loop.done));
+    await SafePromiseAll([this.loops[0].done, this.loops[1].done]);
   }
 
   /** After a forced stop: every loop and queue carries on from its operation in flight. */
@@ -131,7 +132,7 @@ export class MainChannels {
   }
 
   async flush(): Promise<void> {
-    await Promise.all([this.shellQueue.drained(), this.stdinQueue.drained(), this.iopubQueue.drained()]);
+    await SafePromiseAll([this.shellQueue.drained(), this.stdinQueue.drained(), this.iopubQueue.drained()]);
   }
 
   close(): void {
@@ -144,9 +145,10 @@ function handleSafely(handle: (frames: Frames) => Promise<void> | void, frames: 
   const failed = (err: unknown): void => {
     process.stderr.write(`streambook: dropped a message whose handling failed: ${err instanceof Error ? err.message : String(err)}\n`);
   };
+  healVitalBuiltins(); // before anything else, as with every message
   try {
     const result = handle(frames);
-    if (result !== undefined) return result.catch(failed);
+    if (result !== undefined) return PromisePrototypeThen(result, undefined, failed);
   } catch (err) {
     failed(err);
   }
@@ -163,7 +165,7 @@ export class ReceiveLoop {
   readonly done: Promise<void>;
 
   constructor(private readonly socket: zmq.Router, private readonly handle: (frames: Frames) => void) {
-    this.done = new Promise((resolve) => (this.ended = resolve));
+    this.done = new KernelPromise((resolve) => (this.ended = resolve));
     void this.run(this.generation);
   }
 

@@ -1,12 +1,14 @@
 // The heartbeat and control channel, in a worker thread so they answer while user code keeps the
 // main thread busy. Interrupts become SIGINT to our own process; shutdown is done by the main thread.
-import { parentPort, workerData } from "node:worker_threads";
+import { MessagePort, parentPort, workerData } from "node:worker_threads";
 import * as zmq from "zeromq";
 import { pollingReceiveLoop, SendQueue } from "./channels.js";
 import { InterruptEscalator } from "./interrupts.js";
 import { ConnectionInfo, decode, DropLog, encode, endpoint, Header, JsonObject, MessageFactory, ReplayGuard, Signer, WireError } from "./wire.js";
 
 export interface ControlThreadData {
+  /** Where this thread's messages to the main thread go (FromControl). */
+  toMain: MessagePort;
   connection: ConnectionInfo;
   session: string;
   kernelInfo: JsonObject;
@@ -53,7 +55,7 @@ async function main(): Promise<void> {
   const info = data.connection;
   const signer = new Signer(info.key, info.signature_scheme, new ReplayGuard(data.replayBuffer));
   const factory = new MessageFactory(data.session);
-  const post = (message: FromControl): void => port.postMessage(message);
+  const post = (message: FromControl): void => data.toMain.postMessage(message);
 
   const hb = new zmq.Reply({ linger: 0, maxMessageSize: data.maxMessageSize });
   // Lingers so that a shutdown_reply sent just before closing still goes out.
@@ -83,6 +85,7 @@ async function main(): Promise<void> {
     hb.close();
     control.close();
     // Nothing is left to keep this thread alive: it ends, and the main thread waits for that.
+    data.toMain.close();
     port.close();
   };
 

@@ -1,7 +1,25 @@
 // Request dispatch, xeus-style: one table from msg_type to handler, plus the duties every request
 // shares (busy/idle, execute_input, execution_count, history, aborting the queue on stop_on_error).
+// Built-ins come from ./primordials.ts: a cell may replace Map or Array.prototype.push for the whole realm.
 import { DropLog } from "./wire.js";
 import { History, HistoryEntry, MemoryHistory } from "./history.js";
+import {
+  ArrayPrototypeJoin,
+  ArrayPrototypePush,
+  ArrayPrototypeShift,
+  builtinsIntact,
+  healVitalBuiltins,
+  KernelPromise,
+  PromiseReject,
+  ObjectHasOwn,
+  ObjectKeys,
+  RegExpPrototypeExec,
+  replacedBuiltins,
+  SafeMap,
+  StringPrototypeReplace,
+  StringPrototypeSplit,
+  takeHealedBuiltins,
+} from "./primordials.js";
 import type { ExecuteContext, ExecuteOutcome, Interpreter, MimeBundle, OutputSink } from "./interpreter.js";
 import type { Header, JsonObject, Received } from "./wire.js";
 
@@ -39,9 +57,11 @@ export class Dispatcher {
   private executionCount = 0;
   private readonly queue: Queued[] = [];
   private processing = false;
-  private readonly pendingInputs = new Map<string, { resolve: (value: string) => void; reject: (err: Error) => void }>();
-  private readonly commTargets = new Map<string, (commId: string, data: JsonObject) => void>();
-  private readonly openComms = new Map<string, string>();
+  private readonly pendingInputs = new SafeMap<string, { resolve: (value: string) => void; reject: (err: Error) => void }>();
+  private readonly commTargets = new SafeMap<string, (commId: string, data: JsonObject) => void>();
+  private readonly openComms = new SafeMap<string, string>();
+  /** Built-ins cells replaced, with the cell that did it (said under later errors). */
+  private readonly replaced = new SafeMap<string, number>();
   private idleWaiters: (() => void)[] = [];
   private current: string | undefined;
   private readonly unknown: DropLog;
@@ -74,11 +94,11 @@ export class Dispatcher {
   receiveShell(received: Received): void {
     const type = received.message.header.msg_type;
     // Own keys only: msg_types such as "toString" or "__proto__" name no handler.
-    if (!Object.hasOwn(this.handlers, type)) {
+    if (!ObjectHasOwn(this.handlers, type)) {
       this.unknown.dropped("shell", `unknown msg_type ${JSON.stringify(type)}`);
       return;
     }
-    this.queue.push(received);
+    ArrayPrototypePush(this.queue, received);
     if (!this.processing) void this.drain();
   }
 
@@ -112,7 +132,7 @@ export class Dispatcher {
   /** Resolves when no request is queued or running (used before shutdown). */
   whenIdle(): Promise<void> {
     if (!this.processing) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return new KernelPromise((resolve) => ArrayPrototypePush(this.idleWaiters, resolve));
   }
 
   cancelInputs(): void {
@@ -126,15 +146,19 @@ export class Dispatcher {
       await this.drainQueue();
     } finally {
       this.processing = false;
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const resolve of waiters) resolve();
+      // A request that came while drainQueue's promise was settling found `processing` still set.
+      if (this.queue.length > 0) void this.drain();
+      else {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (let i = 0; i < waiters.length; i++) waiters[i]();
+      }
     }
   }
 
   private async drainQueue(): Promise<void> {
     while (this.queue.length > 0) {
-      const request = this.queue.shift()!;
+      const request = ArrayPrototypeShift(this.queue)!;
       const header = request.message.header;
       try {
         this.transport.publish("status", { execution_state: "busy" }, header);
@@ -146,7 +170,7 @@ export class Dispatcher {
         }
       } catch (err) {
         this.log(`${header.msg_type} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-        const replyType = header.msg_type.replace(/_request$/, "_reply");
+        const replyType = StringPrototypeReplace(header.msg_type, /_request$/, "_reply");
         // The error reply can fail the same way (a reply that cannot be encoded): then only the log has it.
         if (replyType !== header.msg_type) this.attempt(`${replyType}`, () => this.transport.reply(request.identities, header, replyType, errorContent(err)));
       }
@@ -182,7 +206,7 @@ export class Dispatcher {
     for (const warning of this.history.takeWarnings()) this.transport.publish("stream", { name: "stderr", text: `streambook: ${warning}\n` }, header);
 
     const interpreter = await this.interpreter();
-    const help = /^\s*([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\?\s*$/.exec(code);
+    const help = RegExpPrototypeExec(/^\s*([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\?\s*$/, code);
     if (help) {
       // IPython's `name?`: documentation in the pager, as an execute_reply payload.
       const name = help[1];
@@ -196,7 +220,7 @@ export class Dispatcher {
       }, { status: "ok" });
       return;
     }
-    const publish = this.transport.publish.bind(this.transport);
+    const publish: KernelTransport["publish"] = (msgType, content, parent, metadata) => this.transport.publish(msgType, content, parent, metadata);
     const sink: OutputSink = {
       stream: (name, text) => publish("stream", { name, text }, header),
       displayData: (data, metadata = {}, transient = {}) => publish("display_data", { data, metadata, transient }, header),
@@ -209,8 +233,8 @@ export class Dispatcher {
       silent,
       cellId: typeof message.metadata.cellId === "string" ? message.metadata.cellId : undefined,
       input: (prompt, password) => {
-        if (!allowStdin) return Promise.reject(new StdinNotAllowedError());
-        return new Promise<string>((resolve, reject) => {
+        if (!allowStdin) return PromiseReject(new StdinNotAllowedError());
+        return new KernelPromise<string>((resolve, reject) => {
           const id = this.transport.inputRequest(identities, header, { prompt, password });
           this.pendingInputs.set(id, { resolve, reject });
         });
@@ -223,6 +247,17 @@ export class Dispatcher {
     } catch (err) {
       outcome = { status: "error", ...errorFields(err) };
     }
+    healVitalBuiltins();
+    const healed = takeHealedBuiltins();
+    if (healed.length > 0) {
+      const names = ArrayPrototypeJoin(healed, ", ");
+      this.transport.publish("stream", { name: "stderr", text: `streambook: ${names} ${healed.length === 1 ? "was" : "were"} put back: Node.js itself relies on ${healed.length === 1 ? "it" : "them"} (events, signals, promises), so the kernel cannot run without the original.\n` }, header);
+    }
+    const { note: replacedNote, fresh } = this.noteReplacedBuiltins(count);
+    if (fresh.length > 0) {
+      const names = ArrayPrototypeJoin(fresh, ", ");
+      this.transport.publish("stream", { name: "stderr", text: `streambook: this cell replaced ${names}. The kernel keeps working with its own copies, but code that uses ${fresh.length === 1 ? "it" : "them"} (yours, libraries', the engine's) may fail until ${fresh.length === 1 ? "it is" : "they are"} put back or the kernel restarts.\n` }, header);
+    }
 
     let output: string | null = null;
     if (outcome.status === "ok") {
@@ -231,7 +266,7 @@ export class Dispatcher {
         output = textOf(outcome.result);
       }
       const expressions = isObject(content.user_expressions) ? (content.user_expressions as Record<string, string>) : {};
-      const userExpressions = Object.keys(expressions).length > 0 ? await interpreter.evaluateExpressions(expressions) : {};
+      const userExpressions = ObjectKeys(expressions).length > 0 ? await interpreter.evaluateExpressions(expressions) : {};
       this.transport.reply(identities, header, "execute_reply", {
         status: "ok",
         execution_count: count,
@@ -239,7 +274,9 @@ export class Dispatcher {
         user_expressions: userExpressions,
       }, { status: "ok" });
     } else if (outcome.status === "error") {
-      const fields = { ename: outcome.ename, evalue: outcome.evalue, traceback: outcome.traceback };
+      const fields = replacedNote === undefined
+        ? { ename: outcome.ename, evalue: outcome.evalue, traceback: outcome.traceback }
+        : { ename: outcome.ename, evalue: `${outcome.evalue} (${replacedNote})`, traceback: [...outcome.traceback, replacedNote] };
       publish("error", fields, header);
       this.transport.reply(identities, header, "execute_reply", { status: "error", execution_count: count, ...fields }, { status: "error" });
       if (stopOnError) this.abortQueuedExecutes();
@@ -250,6 +287,28 @@ export class Dispatcher {
     if (storeHistory && output !== null) this.history.recordOutput(count, output);
     // An input() still waiting belongs to a cell that is over.
     this.cancelInputs();
+  }
+
+  /**
+   * Records which built-ins the session has replaced, and by which cell (noticed after the cell that did
+   * it); returns the ones this cell replaced, and the sentence said under an error while any stay replaced.
+   */
+  private noteReplacedBuiltins(count: number): { note: string | undefined; fresh: string[] } {
+    const fresh: string[] = [];
+    if (builtinsIntact() && this.replaced.size === 0) return { note: undefined, fresh };
+    const now = replacedBuiltins();
+    const still = new SafeMap<string, number>();
+    for (let i = 0; i < now.length; i++) still.set(now[i], this.replaced.get(now[i]) ?? count);
+    this.replaced.clear();
+    const parts: string[] = [];
+    for (const [name, cell] of still) {
+      this.replaced.set(name, cell);
+      ArrayPrototypePush(parts, `${name} (cell ${cell})`);
+      if (cell === count) ArrayPrototypePush(fresh, name);
+    }
+    if (parts.length === 0) return { note: undefined, fresh };
+    const note = `this session replaced built-ins the kernel and its libraries rely on: ${ArrayPrototypeJoin(parts, ", ")}; put them back or restart the kernel`;
+    return { note, fresh };
   }
 
   private abortQueuedExecutes(): void {
@@ -354,7 +413,7 @@ function codeAndCursor(content: JsonObject): { code: string; cursor: number } {
 }
 
 function errorFields(err: unknown): { ename: string; evalue: string; traceback: string[] } {
-  if (err instanceof Error) return { ename: err.name, evalue: err.message, traceback: (err.stack ?? String(err)).split("\n") };
+  if (err instanceof Error) return { ename: err.name, evalue: err.message, traceback: StringPrototypeSplit(err.stack ?? String(err), "\n") };
   return { ename: "Error", evalue: String(err), traceback: [String(err)] };
 }
 

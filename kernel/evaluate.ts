@@ -22,6 +22,7 @@ import { createDisplay, DISPLAY_DECLARATIONS, isDisplayHandle, toMimeBundle } fr
 import { isComplete, LanguageServer, syntaxErrors, type CellDiagnostic } from "./language.js";
 import { cellFilename, describeError, registerCell } from "./stack.js";
 import { ProcessExitRefusedError } from "./process-guard.js";
+import { healVitalBuiltins, KernelPromise, ReflectApply, SafeMap, SafePromiseRace, SafeSet, withOriginals } from "./primordials.js";
 import { compileCell, IMPORT_HELPER, rewriteEmitted, SCOPE_KEY, typescript, type CompiledCell } from "./transform.js";
 
 /** A global the prelude adds, with the TypeScript type the checker gives it. */
@@ -114,7 +115,7 @@ const defineProperty = Object.defineProperty;
 const kernelSetImmediate = setImmediate;
 /** Runs `fn` in a macrotask of its own: a forced stop of its code then cuts off nothing else. */
 const runDetached = <T>(fn: () => T): Promise<T> =>
-  new Promise<T>((resolve, reject) => {
+  new KernelPromise<T>((resolve, reject) => {
     kernelSetImmediate(() => {
       try {
         resolve(fn());
@@ -124,7 +125,7 @@ const runDetached = <T>(fn: () => T): Promise<T> =>
     });
   });
 /** Resolves after the event loop's poll phase, where pending signals are delivered to their handlers. */
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => kernelSetImmediate(resolve));
+const yieldToEventLoop = (): Promise<void> => new KernelPromise((resolve) => kernelSetImmediate(resolve));
 const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
 
 function textStream(write: (s: string) => void): Writable {
@@ -178,14 +179,14 @@ class CellInterpreter implements StreambookInterpreter {
    * that refuses exit(), a notebook-folder `require`, timers that report to their cell. A cell that
    * declares one of these names takes it over as an ordinary global from then on.
    */
-  private readonly scope = new Map<string, unknown>();
+  private readonly scope = new SafeMap<string, unknown>();
   /** Globals this interpreter defined or replaced, with what was there before (restored at shutdown). */
-  private readonly claimed = new Map<string, PropertyDescriptor | undefined>();
+  private readonly claimed = new SafeMap<string, PropertyDescriptor | undefined>();
   private readonly cwd: string;
   private language: LanguageServer | undefined;
   private abort: ((err: Error) => void) | undefined;
   private lastCell: CellContext | undefined;
-  private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
+  private readonly timers = new SafeSet<NodeJS.Timeout | NodeJS.Immediate>();
   private warming: Promise<void> | undefined;
   private executing = false;
   private interruptRequested = false;
@@ -310,9 +311,11 @@ class CellInterpreter implements StreambookInterpreter {
       function (this: unknown): void {
         once();
         try {
-          fn.apply(this, args);
+          ReflectApply(fn, this, args);
         } catch (err) {
           reportAsyncError(err, "Uncaught exception in a timer", cell);
+        } finally {
+          healVitalBuiltins(); // a callback that replaced Function.prototype.apply would break Node's next event
         }
       };
     const wrap = <H extends NodeJS.Timeout | NodeJS.Immediate>(
@@ -420,7 +423,7 @@ class CellInterpreter implements StreambookInterpreter {
       pending.discard();
       return interruptedOutcome();
     }
-    pending.commit();
+    withOriginals(() => pending.commit()); // checker and compiler run on the built-ins they started with
 
     const compile = (names: readonly string[]): CompiledCell => {
       if (emitted) {
@@ -432,12 +435,12 @@ class CellInterpreter implements StreambookInterpreter {
       }
       return compileCell(code, names);
     };
-    let compiled = compile([...this.scope.keys()]);
+    let compiled = withOriginals(() => compile([...this.scope.keys()]));
     const taken = compiled.globals.filter((n) => this.scope.has(n));
     if (taken.length) {
       // The cell declares `require`, `setTimeout`, ...: from now on that name is an ordinary global.
       for (const n of taken) this.scope.delete(n);
-      compiled = compile([...this.scope.keys()]);
+      compiled = withOriginals(() => compile([...this.scope.keys()]));
     }
     const id = registerCell({ label, ...compiled.map });
     const g = this.global;
@@ -451,12 +454,12 @@ class CellInterpreter implements StreambookInterpreter {
         filename: cellFilename(this.cwd, id),
         importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
       });
-      const interrupted = new Promise<never>((_, reject) => (this.abort = reject));
+      const interrupted = new KernelPromise<never>((_, reject) => (this.abort = reject));
       const run = this.options.breakOnSigint === false
         ? runDetached(() => runInCell(cell, () => this.runScript(script, false)))
         : runInCell(cell, () => this.runScript(script, true));
       run.then(undefined, () => undefined); // an abandoned cell's later failure is not "unhandled"
-      value = await Promise.race([run, interrupted]);
+      value = await SafePromiseRace([run, interrupted]);
     } catch (err) {
       if (err instanceof KeyboardInterrupt || (err as NodeJS.ErrnoException)?.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED") {
         return interruptedOutcome();
@@ -468,7 +471,7 @@ class CellInterpreter implements StreambookInterpreter {
     // A display handle as the last expression: its display_data went out already, the handle is no result.
     if (value === undefined || ctx.silent || isDisplayHandle(value)) return { status: "ok" };
     try {
-      return { status: "ok", result: runInCell(cell, () => toMimeBundle(value)) };
+      return { status: "ok", result: runInCell(cell, () => withOriginals(() => toMimeBundle(value))) };
     } catch (err) {
       return { status: "error", ...describeError(err) };
     }
@@ -482,6 +485,7 @@ class CellInterpreter implements StreambookInterpreter {
     } finally {
       // The wrapper read its arguments before its first statement: the slot is not needed any more.
       delete (globalThis as Record<symbol, unknown>)[SCOPE_KEY];
+      healVitalBuiltins(); // a cell that replaced Function.prototype.apply would break Node's next event
     }
   }
 

@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { ArrayPrototypePush, JSONParse, JSONStringifyPlain, SafeMap, StringPrototypeSplit } from "./primordials.js";
 
 export interface HistoryEntry {
   session: number;
@@ -35,7 +36,8 @@ export class HistoryStoreError extends Error {
 
 /** Entries kept in memory, ordered by (session, line) when asked. */
 class EntryIndex {
-  private readonly byKey = new Map<string, HistoryEntry>();
+  // Recorded on every execution: built-ins as captured at start (a cell may replace Map or JSON).
+  private readonly byKey = new SafeMap<string, HistoryEntry>();
   private sorted: HistoryEntry[] | undefined = [];
 
   input(session: number, line: number, input: string): void {
@@ -109,7 +111,7 @@ abstract class BaseHistory implements History {
   }
 
   protected warn(text: string): void {
-    this.warnings.push(text);
+    ArrayPrototypePush(this.warnings, text);
   }
 
   takeWarnings(): string[] {
@@ -168,7 +170,7 @@ export class FileHistory extends BaseHistory {
     for (let attempt = 0; attempt < 20; attempt++) {
       const claims = this.readClaims();
       const number = claims.reduce((max, c) => Math.max(max, c.session), 0) + 1;
-      appendLine(this.sessionsFile, JSON.stringify({ session: number, token, start: new Date().toISOString() }));
+      appendLine(this.sessionsFile, JSONStringifyPlain({ session: number, token, start: new Date().toISOString() }));
       const winner = this.readClaims().find((c) => c.session === number);
       if (winner?.token === token) return number;
     }
@@ -184,10 +186,10 @@ export class FileHistory extends BaseHistory {
       throw err;
     }
     const claims: SessionClaim[] = [];
-    for (const line of text.split("\n")) {
+    for (const line of StringPrototypeSplit(text, "\n")) {
       const record = parseRecord(line);
       if (record && Number.isSafeInteger(record.session) && (record.session as number) > 0 && typeof record.token === "string") {
-        claims.push({ session: record.session as number, token: record.token });
+        ArrayPrototypePush(claims, { session: record.session as number, token: record.token });
       }
     }
     return claims;
@@ -221,7 +223,7 @@ export class FileHistory extends BaseHistory {
           if (last[0] !== 0x0a) fs.writeSync(this.fd, "\n");
         }
       }
-      fs.writeSync(this.fd, JSON.stringify(record) + "\n");
+      fs.writeSync(this.fd, JSONStringifyPlain(record) + "\n");
     } catch (err) {
       this.writable = false;
       this.problem(`history could not be written to ${this.file} (${(err as Error).message}); this session's history is kept in memory from now on`);
@@ -254,7 +256,7 @@ export class FileHistory extends BaseHistory {
       }
       this.readOffset += got;
       const text = this.pendingText + chunk.subarray(0, got).toString("utf8");
-      const lines = text.split("\n");
+      const lines = StringPrototypeSplit(text, "\n");
       this.pendingText = lines.pop() ?? "";
       let damaged = 0;
       for (const line of lines) if (line.trim() !== "" && !this.apply(line)) damaged++;
@@ -293,7 +295,7 @@ export class FileHistory extends BaseHistory {
 
 function parseRecord(line: string): Record<string, unknown> | undefined {
   try {
-    const value: unknown = JSON.parse(line);
+    const value: unknown = JSONParse(line);
     return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

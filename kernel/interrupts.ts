@@ -9,6 +9,7 @@
 // otherwise leave corrupt: Node aborts the process on that), and waits until the control thread has
 // queued the termination, so nothing else can run between the decision and the stop.
 import * as path from "node:path";
+import { healVitalBuiltins } from "./primordials.js";
 
 /** Slots of the shared Int32Array. */
 const REQUESTED = 0; // interrupts the control thread has seen
@@ -159,6 +160,7 @@ export class MainThreadInterrupts<Context = undefined> {
   private probe(mode: ProbeMode, id: number): string {
     const { load, store, wait, notify } = this.atomics;
     if (load(this.cells, PROBE_ID) !== id || load(this.cells, PROBE) !== PROBE_ASKED) return "stale";
+    healVitalBuiltins(); // the thread is about to need them (events, signals)
     const sites = this.stack();
     // Skip this file's frames, then the evaluated expression that called the probe.
     let top = 0;

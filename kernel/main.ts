@@ -2,7 +2,7 @@
 // heartbeat/control thread, and loads the interpreter in the background so kernel_info is quick.
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { rmSync } from "node:fs";
 import { MainChannels, maxMessageBytes } from "./channels.js";
 import type { ControlThreadData, FromControl, ToControl } from "./control-thread.js";
@@ -13,6 +13,17 @@ import { guardProcessExits } from "./process-guard.js";
 import { openHistory } from "./history.js";
 import { createInterruptBuffer, MainThreadInterrupts } from "./interrupts.js";
 import { currentCell } from "./cell-context.js";
+import {
+  BufferFrom,
+  guardObjectPrototypeThen,
+  healVitalBuiltins,
+  KernelClearTimeout,
+  KernelPromise,
+  KernelSetImmediate,
+  KernelSetTimeout,
+  PromisePrototypeThen,
+  SafePromiseRace,
+} from "./primordials.js";
 import { jupyterDataDir } from "./install.js";
 import { ConnectionInfo, decode, DropLog, encode, Header, ipcSocketFiles, JsonObject, MessageFactory, PROTOCOL_VERSION, readConnectionFile, Signer, WireError } from "./wire.js";
 
@@ -99,6 +110,8 @@ export function parseArgs(argv: readonly string[]): { connectionFile: string } {
 export async function runKernel(info: ConnectionInfo, createInterpreter: InterpreterFactory, options: KernelOptions = {}): Promise<void> {
   // From here on a cell cannot end the process; only the shutdown below can.
   const kernelExit = guardProcessExits();
+  // Object.prototype.then would make every object a promise-like: the kernel's own awaits would hang.
+  guardObjectPrototypeThen();
   // Noted when code is stopped by force (inside that code, so it only reads): was a cell running, and
   // whose code was stopped (a timer's cell)? With no cell running, the stop was the whole interrupt.
   let sigintsServed = 0;
@@ -116,14 +129,15 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
   const info5 = kernelInfo();
 
   const publish = (msgType: string, content: JsonObject, parent?: Header | JsonObject, metadata?: JsonObject): void => {
+    healVitalBuiltins();
     const message = factory.make(msgType, content, parent, metadata);
-    channels.iopubQueue.send(encode(message, [Buffer.from(`kernel.${factory.session}.${msgType}`)], signer));
+    channels.iopubQueue.send(encode(message, [BufferFrom(`kernel.${factory.session}.${msgType}`)], signer));
   };
 
   let interpreterPromise: Promise<Interpreter> | undefined;
   let interpreterInstance: Interpreter | undefined;
   const interpreter = (): Promise<Interpreter> => {
-    interpreterPromise ??= new Promise<Interpreter>((resolve) => {
+    interpreterPromise ??= new KernelPromise<Interpreter>((resolve) => {
       interpreterInstance = createInterpreter({ cwd: process.cwd(), kernelHandlesSigint: forcedInterrupts });
       resolve(interpreterInstance);
     });
@@ -131,7 +145,11 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
   };
 
   // Heartbeat and control live in a worker thread: they answer while a cell keeps this thread busy.
+  // The control thread talks to this one over a port of its own: a MessagePort's onmessage does not go
+  // through EventEmitter.emit, which a cell that replaces Function.prototype.apply would break.
+  const { port1: fromControl, port2: toMain } = new MessageChannel();
   const workerData: ControlThreadData = {
+    toMain,
     connection: info,
     session: factory.session,
     kernelInfo: info5,
@@ -140,32 +158,33 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
     interruptBuffer: interrupts.buffer,
     forcedInterrupts,
   };
-  const worker = new Worker(path.join(__dirname, "control-thread.js"), { workerData });
+  const worker = new Worker(path.join(__dirname, "control-thread.js"), { workerData, transferList: [toMain] });
   // The control thread must have ended by itself before the process exits: exiting while it still
   // tears down its zeromq sockets aborts the process ("corrupted double-linked list", zeromq.js #411).
-  const workerExited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  const workerExited = new KernelPromise<void>((resolve) => worker.once("exit", () => resolve()));
   worker.on("error", (err) => log(`control thread failed: ${err.stack ?? err.message}`));
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (restart: boolean, viaControl = false): Promise<void> => {
     shuttingDown ??= (async () => {
+      healVitalBuiltins();
       interrupts.markShuttingDown();
       dispatcher.cancelInputs();
       if (interpreterInstance !== undefined) {
         // Bounded: clients kill a kernel that takes more than a few seconds to go.
         let timer: NodeJS.Timeout | undefined;
-        const limit = new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
+        const limit = new KernelPromise<void>((resolve) => {
+          timer = KernelSetTimeout(() => {
             log("interpreter shutdown took over 3 s; exiting anyway");
             resolve();
           }, 3000);
         });
         try {
-          await Promise.race([interpreterInstance.shutdown(restart), limit]);
+          await SafePromiseRace([interpreterInstance.shutdown(restart), limit]);
         } catch (err) {
           log(`interpreter shutdown failed: ${(err as Error).message}`);
         } finally {
-          clearTimeout(timer);
+          KernelClearTimeout(timer);
         }
       }
       await channels.flush();
@@ -177,6 +196,7 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
       }
       await channels.flush();
       channels.close();
+      fromControl.close();
       for (const file of ipcSocketFiles(info)) rmSync(file, { force: true });
       kernelExit.exit(0);
     })();
@@ -184,7 +204,8 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
   };
   onShutdownRequest((restart) => shutdown(restart));
 
-  worker.on("message", (message: FromControl) => {
+  (fromControl as unknown as { onmessage: (event: { data: unknown }) => void }).onmessage = (event) => {
+    const message = event.data as FromControl;
     switch (message.kind) {
       case "iopub":
         publish(message.msgType, message.content, message.parent);
@@ -209,7 +230,7 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
       case "ready":
         break;
     }
-  });
+  };
 
   const transport: KernelTransport = {
     reply: (identities, parent, msgType, content, metadata) => {
@@ -271,7 +292,7 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
       const received = decodeOrLog(frames, "shell");
       if (!received) return;
       dispatcher.receiveShell(received);
-      if (!warmed) void dispatcher.whenIdle().then(() => channels.flush()).then(() => setImmediate(warmUp));
+      if (!warmed) void PromisePrototypeThen(PromisePrototypeThen(dispatcher.whenIdle(), () => channels.flush()), () => KernelSetImmediate(warmUp));
     },
     (frames) => {
       const received = decodeOrLog(frames, "stdin");
@@ -283,11 +304,11 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
 /** True when `promise` settles within `ms`. */
 async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const timedOut = new KernelPromise<false>((resolve) => (timer = KernelSetTimeout(() => resolve(false), ms)));
   try {
-    return await Promise.race([promise.then(() => true), timedOut]);
+    return await SafePromiseRace([PromisePrototypeThen(promise, () => true), timedOut]);
   } finally {
-    clearTimeout(timer);
+    KernelClearTimeout(timer);
   }
 }
 

@@ -2,6 +2,7 @@
 // updates coalesce, the bundle is only built (SVG rendered) for updates actually sent, never twice at once.
 import { randomUUID } from "node:crypto";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
+import { PromiseResolve } from "./primordials.js";
 
 /** Builds the bundle to send; called only when an update is really sent. */
 export type BundleProducer = () => MimeBundle | Promise<MimeBundle>;
@@ -105,7 +106,7 @@ export class LiveDisplay {
 
   private send(): Promise<void> {
     const producer = this.producer;
-    if (producer === undefined || this.closed) return Promise.resolve();
+    if (producer === undefined || this.closed) return PromiseResolve(undefined);
     this.producer = undefined;
     this.lastSentAt = Date.now();
     const run = (async () => {

@@ -16,6 +16,7 @@ import type {
   IsCompleteResult,
 } from "./interpreter.js";
 import { CellRun, CellSink, NotebookPresenter } from "./notebook-presenter.js";
+import { SafeMap, withOriginals } from "./primordials.js";
 import type * as PreludeModule from "./notebook-prelude.js";
 
 export { CellRun, CellSink, NotebookPresenter } from "./notebook-presenter.js";
@@ -90,7 +91,7 @@ async function stopActiveContext(): Promise<void> {
  */
 export class NotebookInterpreter implements Interpreter {
   /** The latest run of each frontend cell id: re-running that cell disposes it. */
-  private readonly runs = new Map<string, CellRun>();
+  private readonly runs = new SafeMap<string, CellRun>();
   private running: CellRun | undefined;
   private readonly previousPresenter: Presenter;
   private readonly sigint = (): void => this.interrupt();
@@ -126,7 +127,8 @@ export class NotebookInterpreter implements Interpreter {
     };
     this.running = run;
     try {
-      return await this.inner.execute(code, wrapped);
+      // Checking and compiling happen before the cell's first await: with the built-ins they started with.
+      return await withOriginals(() => this.inner.execute(code, wrapped));
     } finally {
       // The cell's live displays show their latest state before its reply (nbclient stops listening then).
       if (run.definedLoggingOutput && preludeModule().contextsNotStopped().length > 0) run.ensureLogDisplay();
@@ -141,15 +143,15 @@ export class NotebookInterpreter implements Interpreter {
   }
 
   complete(code: string, cursorPos: number): Promise<CompleteResult> {
-    return this.inner.complete(code, cursorPos);
+    return withOriginals(() => this.inner.complete(code, cursorPos));
   }
 
   inspect(code: string, cursorPos: number, detailLevel: number): Promise<InspectResult> {
-    return this.inner.inspect(code, cursorPos, detailLevel);
+    return withOriginals(() => this.inner.inspect(code, cursorPos, detailLevel));
   }
 
   isComplete(code: string): IsCompleteResult {
-    return this.inner.isComplete(code);
+    return withOriginals(() => this.inner.isComplete(code));
   }
 
   /**
