@@ -454,9 +454,11 @@ class CellInterpreter implements StreambookInterpreter {
         filename: cellFilename(this.cwd, id),
         importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
       });
-      const interrupted = new KernelPromise<never>((_, reject) => (this.abort = reject));
+      // An interrupt that lands before the detached script's turn comes abandons the cell: it must not start.
+      let abandoned = false;
+      const interrupted = new KernelPromise<never>((_, reject) => (this.abort = (err) => ((abandoned = true), reject(err))));
       const run = this.options.breakOnSigint === false
-        ? runDetached(() => runInCell(cell, () => this.runScript(script, false)))
+        ? runDetached(() => (abandoned ? undefined : runInCell(cell, () => this.runScript(script, false))))
         : runInCell(cell, () => this.runScript(script, true));
       run.then(undefined, () => undefined); // an abandoned cell's later failure is not "unhandled"
       value = await SafePromiseRace([run, interrupted]);
