@@ -41,8 +41,10 @@ async function cycle(index: number): Promise<Cycle> {
     const beat = await heartbeat(kernel);
     const files = [1, 2, 3, 4, 5].map((port) => `${kernel.info.ip as string}-${port}`);
     const shutdown = kernel.client.send("control", "shutdown_request", { restart: false });
+    // The reply is read before the exit is looked at: under load the exit event can come first.
+    const reply = await kernel.client.reply(shutdown, 30_000);
     const exit = (await kernel.waitExit(30_000)) ?? { code: null, signal: "SIGKILL" as NodeJS.Signals };
-    const replied = kernel.client.received.some((m) => m.message.parent_header.msg_id === shutdown && m.message.header.msg_type === "shutdown_reply");
+    const replied = reply?.header.msg_type === "shutdown_reply";
     return { index, answered: info !== undefined && beat, replied, exit, stderr: kernel.stderr, leftover: files.filter((f) => fs.existsSync(f)) };
   } finally {
     kernel.dispose();
