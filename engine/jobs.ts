@@ -2,7 +2,7 @@
 // job), output operations in definition order; listeners hear every step through the ListenerBus.
 
 import type { GeneratedJob } from "./graph.js";
-import type { BatchInfo, OutputOperationInfo, StreamingListener, StreamingListenerEvent } from "./listener.js";
+import type { BatchInfo, OutputOperationInfo, StreamInputInfo, StreamingListener, StreamingListenerEvent } from "./listener.js";
 import { CancelledError } from "./slicing.js";
 import { errorMessage } from "./errors.js";
 
@@ -76,9 +76,11 @@ export class JobScheduler {
   }
 
   /** `dueAt`: when the batch fell due, if generation was held back (its scheduling delay counts from then). */
-  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>, ready?: Promise<void>, dueAt?: number): void {
+  submit(time: number, jobs: GeneratedJob[], streamIdToInputInfo: Record<number, StreamInputInfo>, ready?: Promise<void>, dueAt?: number): void {
+    const streamIdToNumRecords: Record<number, number> = {};
+    for (const [id, input] of Object.entries(streamIdToInputInfo)) streamIdToNumRecords[Number(id)] = input.numRecords;
     const numRecords = Object.values(streamIdToNumRecords).reduce((a, b) => a + b, 0);
-    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: dueAt ?? Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
+    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: dueAt ?? Date.now(), streamIdToNumRecords, streamIdToInputInfo, outputOperationInfos: {} };
     this.queue.push({ time, jobs, info, ready });
     this.bus.post("onBatchSubmitted", { batchInfo: { ...info } });
     if (!this.draining) {

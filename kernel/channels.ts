@@ -4,6 +4,24 @@ import * as zmq from "zeromq";
 import { ArrayPrototypePush, ArrayPrototypeShift, healVitalBuiltins, KernelPromise, PromisePrototypeThen, PromiseReject, PromiseResolve, SafePromiseAll } from "./primordials.js";
 import { ConnectionInfo, endpoint } from "./wire.js";
 
+/** A port of the connection file could not be bound (usually: another process has it). */
+export class KernelBindError extends Error {
+  override name = "KernelBindError";
+}
+
+/** Binds one channel's socket; a failure names the channel, the port and what to do. */
+export async function bindChannel(socket: zmq.Socket, info: ConnectionInfo, port: number, channel: string): Promise<void> {
+  const address = endpoint(info, port);
+  try {
+    await socket.bind(address);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new KernelBindError(
+      `cannot bind the ${channel} channel to ${address} (port ${port}): ${reason}; another process may have taken the port: start the kernel again, which chooses new ports`,
+    );
+  }
+}
+
 type Frames = Buffer[];
 /** Outgoing frames: zeromq copies strings (and buffers of up to 128 bytes) instead of lending them. */
 type OutgoingFrames = (Buffer | string)[];
@@ -111,9 +129,9 @@ export class MainChannels {
 
   async bind(info: ConnectionInfo): Promise<void> {
     await Promise.all([
-      this.shell.bind(endpoint(info, info.shell_port)),
-      this.stdin.bind(endpoint(info, info.stdin_port)),
-      this.iopub.bind(endpoint(info, info.iopub_port)),
+      bindChannel(this.shell, info, info.shell_port, "shell"),
+      bindChannel(this.stdin, info, info.stdin_port, "stdin"),
+      bindChannel(this.iopub, info, info.iopub_port, "iopub"),
     ]);
   }
 

@@ -2,9 +2,9 @@
 // main thread busy. Interrupts become SIGINT to our own process; shutdown is done by the main thread.
 import { MessagePort, parentPort, workerData } from "node:worker_threads";
 import * as zmq from "zeromq";
-import { pollingReceiveLoop, SendQueue } from "./channels.js";
+import { bindChannel, pollingReceiveLoop, SendQueue } from "./channels.js";
 import { InterruptEscalator } from "./interrupts.js";
-import { ConnectionInfo, decode, DropLog, encode, endpoint, Header, JsonObject, MessageFactory, ReplayGuard, Signer, WireError } from "./wire.js";
+import { ConnectionInfo, decode, DropLog, encode, Header, JsonObject, MessageFactory, ReplayGuard, Signer, WireError } from "./wire.js";
 
 export interface ControlThreadData {
   /** Where this thread's messages to the main thread go (FromControl). */
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const hb = new zmq.Reply({ linger: 0, maxMessageSize: data.maxMessageSize });
   // Lingers so that a shutdown_reply sent just before closing still goes out.
   const control = new zmq.Router({ linger: 1000, maxMessageSize: data.maxMessageSize });
-  await Promise.all([hb.bind(endpoint(info, info.hb_port)), control.bind(endpoint(info, info.control_port))]);
+  await Promise.all([bindChannel(hb, info, info.hb_port, "heartbeat"), bindChannel(control, info, info.control_port, "control")]);
   const controlQueue = new SendQueue(control, "control");
   let stopped = false;
   let pendingShutdown: { identities: Buffer[]; parent: Header } | undefined;

@@ -10,6 +10,8 @@ export interface OutputSink {
   displayData(data: MimeBundle, metadata?: Record<string, unknown>, transient?: { display_id?: string }): void;
   updateDisplayData(data: MimeBundle, metadata: Record<string, unknown>, transient: { display_id: string }): void;
   clearOutput(wait: boolean): void;
+  /** Work whose output belongs to the cell (a display's rendering): its reply waits for it, bounded. */
+  holdReplyFor?(work: Promise<unknown>): void;
 }
 
 export interface ExecuteContext {

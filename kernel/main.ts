@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { rmSync } from "node:fs";
-import { MainChannels, maxMessageBytes } from "./channels.js";
+import { KernelBindError, MainChannels, maxMessageBytes } from "./channels.js";
 import type { ControlThreadData, FromControl, ToControl } from "./control-thread.js";
 import { Dispatcher, KernelTransport } from "./dispatch.js";
 import type { Interpreter } from "./interpreter.js";
@@ -25,6 +25,7 @@ import {
   SafePromiseRace,
 } from "./primordials.js";
 import { jupyterDataDir } from "./install.js";
+import { silenceVmLoaderWarning } from "./warnings.js";
 import { ConnectionInfo, decode, DropLog, encode, Header, ipcSocketFiles, JsonObject, MessageFactory, PROTOCOL_VERSION, readConnectionFile, Signer, WireError } from "./wire.js";
 
 // SIGINT is how interrupts arrive (signal mode from the client, message mode from the control
@@ -162,6 +163,13 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
   // The control thread must have ended by itself before the process exits: exiting while it still
   // tears down its zeromq sockets aborts the process ("corrupted double-linked list", zeromq.js #411).
   const workerExited = new KernelPromise<void>((resolve) => worker.once("exit", () => resolve()));
+  // Heartbeat and control are part of the kernel: if they cannot start (a port taken), neither can it.
+  let controlReady = false;
+  worker.on("exit", () => {
+    if (controlReady) return;
+    log("the heartbeat and control thread could not start (see above); the kernel exits");
+    kernelExit.exit(1);
+  });
   worker.on("error", (err) => log(`control thread failed: ${err.stack ?? err.message}`));
 
   let shuttingDown: Promise<void> | undefined;
@@ -228,6 +236,7 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
         break;
       }
       case "ready":
+        controlReady = true;
         break;
     }
   };
@@ -325,6 +334,7 @@ function keepAlive(): void {
 /** Starts a kernel for the connection file named on the command line. */
 export function startFromCommandLine(argv: readonly string[], createInterpreter: InterpreterFactory, options: KernelOptions = {}): void {
   keepAlive();
+  silenceVmLoaderWarning();
   let info: ConnectionInfo;
   try {
     info = readConnectionFile(parseArgs(argv).connectionFile);
@@ -333,7 +343,8 @@ export function startFromCommandLine(argv: readonly string[], createInterpreter:
     process.exit(2);
   }
   runKernel(info, createInterpreter, options).catch((err: unknown) => {
-    log(`kernel failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    // A taken port is a known condition with its own message; anything else gets its stack.
+    log(`kernel failed: ${err instanceof KernelBindError ? `${err.name}: ${err.message}` : err instanceof Error ? err.stack ?? err.message : String(err)}`);
     process.exit(1);
   });
 }

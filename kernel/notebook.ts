@@ -4,7 +4,7 @@
 import { AsyncResource } from "node:async_hooks";
 import * as path from "node:path";
 import { presenter as currentPresenter, setPresenter, type Presenter } from "../engine/presenter.js";
-import { renderSvg } from "./charts.js";
+import { renderPng, renderSvg } from "./charts.js";
 import { setVegaLiteRenderer } from "./display.js";
 import { createInterpreter, type Prelude, type StreambookInterpreter } from "./evaluate.js";
 import type {
@@ -110,8 +110,12 @@ export class NotebookInterpreter implements Interpreter {
   ) {
     this.previousPresenter = currentPresenter();
     setPresenter(new NotebookPresenter({ fallback: this.previousPresenter, minIntervalMs: options.minIntervalMs }));
-    // display.vegaLite(spec) gets an SVG beside the spec, for classic Notebook, nbconvert and GitHub.
-    setVegaLiteRenderer(async (spec) => ({ "image/svg+xml": await renderSvg(spec as Record<string, unknown>) }));
+    // display.vegaLite(spec) gets a PNG beside the spec, for classic Notebook, nbconvert and GitHub: a PNG,
+    // not the SVG, since nbconvert prefers SVG and Debian 12's strips it to nothing.
+    setVegaLiteRenderer(async (spec) => {
+      const png = await renderPng(await renderSvg(spec as Record<string, unknown>));
+      return { data: { "image/png": png.base64 }, metadata: { "image/png": { width: png.width, height: png.height } } };
+    });
     bindForeachToDefiningCell(preludeModule());
     if (options.handleSigint !== false) process.on("SIGINT", this.sigint);
   }
