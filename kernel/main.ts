@@ -166,7 +166,8 @@ export async function runKernel(info: ConnectionInfo, createInterpreter: Interpr
   // Heartbeat and control are part of the kernel: if they cannot start (a port taken), neither can it.
   let controlReady = false;
   worker.on("exit", () => {
-    if (controlReady) return;
+    // "ready" comes over the port, the exit as an event: after a quick shutdown the exit may come first.
+    if (controlReady || shuttingDown !== undefined) return;
     log("the heartbeat and control thread could not start (see above); the kernel exits");
     kernelExit.exit(1);
   });
