@@ -342,13 +342,15 @@ describe("tutorial 08-kafka-clickstream", () => {
   });
   describe.concurrent("runs", () => {
     it("under nbclient with the promised outputs", async () => {
-      const nb = await executeWithNbclient(name);
+      const { nb, leftovers } = await executeWithNbclient(name);
       expect(errorsOf(nb)).toEqual([]);
+      expect(leftovers).toEqual([]);
       checkKafkaClickstream(nb);
     }, 150_000);
     it("under the headless runner with the promised outputs", async () => {
-      const nb = await executeWithRunner(name);
+      const { nb, leftovers } = await executeWithRunner(name);
       expect(errorsOf(nb)).toEqual([]);
+      expect(leftovers).toEqual([]);
       checkKafkaClickstream(nb);
     }, 150_000);
   });
