@@ -58,6 +58,8 @@ export interface JobSchedulerHooks {
 export class JobScheduler {
   private readonly queue: JobSet[] = [];
   private running?: JobSet;
+  /** Fails the output operation running now, when its code can no longer finish. */
+  private abandonRunning?: (reason: Error) => void;
   private loop?: Promise<void>;
   /** A drain loop is running (set synchronously, unlike `loop`). */
   private draining = false;
@@ -106,6 +108,17 @@ export class JobScheduler {
     while (this.loop) await this.loop;
   }
 
+  /**
+   * Fails the running output operation as if it had thrown, and goes on with the next: for code that was
+   * stopped from outside (an interrupt in the notebook kernel) and so will never return. False if none runs.
+   */
+  abandonRunningJob(reason: Error): boolean {
+    if (!this.abandonRunning) return false;
+    this.abandonRunning(reason);
+    this.abandonRunning = undefined;
+    return true;
+  }
+
   /** Drops queued batches and aborts the running one at its next slice boundary (non-graceful stop). */
   async cancel(): Promise<void> {
     this.cancelled = true;
@@ -152,7 +165,8 @@ export class JobScheduler {
       const op: OutputOperationInfo = { batchTime: set.time, id: job.outputId, name: job.name, description: job.description, startTime: Date.now() };
       this.bus.post("onOutputOperationStarted", { outputOperationInfo: { ...op } });
       try {
-        await job.run(isCancelled);
+        const abandoned = new Promise<never>((_, reject) => (this.abandonRunning = reject));
+        await Promise.race([job.run(isCancelled), abandoned]);
       } catch (e) {
         if (e instanceof CancelledError) {
           op.failureReason = e.message;
@@ -163,6 +177,7 @@ export class JobScheduler {
           this.hooks.onError(e);
         }
       }
+      this.abandonRunning = undefined;
       op.endTime = Date.now();
       op.duration = op.endTime - (op.startTime as number);
       (info.outputOperationInfos as Record<number, OutputOperationInfo>)[op.id] = op;

@@ -4,6 +4,7 @@
 // closes, and when its updates pause, so whatever a notebook saves ends with it.
 import { randomUUID } from "node:crypto";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
+import { PromiseResolve } from "./primordials.js";
 
 /** A bundle with its output metadata (an image's display size, say). */
 export interface DisplayContent {
@@ -201,7 +202,7 @@ export class LiveDisplay {
 
   private send(final = false): Promise<void> {
     const producer = this.producer;
-    if (producer === undefined || this.closed) return Promise.resolve();
+    if (producer === undefined || this.closed) return PromiseResolve(undefined);
     this.producer = undefined;
     this.latest = producer;
     this.finalSent = final;

@@ -5,6 +5,7 @@ import { currentCell } from "./cell-context.js";
 import { LiveChart } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
 import { FINAL_AFTER_IDLE_MS, LiveDisplay } from "./notebook-display.js";
+import { ArrayPrototypePush, KernelClearTimeout, KernelPromise, KernelSetTimeout, SafePromiseAll, SafePromiseRace, SafeSet } from "./primordials.js";
 
 export { liveDisplayStats } from "./notebook-display.js";
 
@@ -20,7 +21,7 @@ const SETTLE_TIMEOUT_MS = 5000;
  * its output is ordinary; after its reply, stream output from its callbacks goes to a live log display.
  */
 export class CellRun {
-  readonly displays = new Set<LiveDisplay>();
+  readonly displays = new SafeSet<LiveDisplay>();
   private readonly disposers: (() => void)[] = [];
   private finishedFlag = false;
   private disposedFlag = false;
@@ -117,10 +118,13 @@ export class CellRun {
 
   /** Sends pending updates (bounded), so the cell's final state is in its output before the reply. */
   async settle(): Promise<void> {
-    const all = Promise.all([...[...this.displays].map((d) => d.flush()), ...this.held]);
+    // Kernel plumbing that runs after every cell: built-ins as captured at start (./primordials.ts).
+    const flushes: Promise<unknown>[] = [];
+    for (const d of this.displays) ArrayPrototypePush<Promise<unknown>>(flushes, d.flush());
+    for (const work of this.held) ArrayPrototypePush(flushes, work);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise<void>((ok) => (timer = setTimeout(ok, SETTLE_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    await SafePromiseRace<unknown>([SafePromiseAll(flushes), new KernelPromise<void>((ok) => (timer = KernelSetTimeout(ok, SETTLE_TIMEOUT_MS)))]);
+    KernelClearTimeout(timer);
   }
 
   markFinished(): void {

@@ -74,14 +74,15 @@ describe.skipIf(!mosquittoAvailable())("mqttStream against a real mosquitto", ()
       await pub.publishAsync("sensors/b/temp", Buffer.from([0xff, 0xfe]), { qos: 1 });
       await pub.publishAsync("sensors/c/temp", "x".repeat(2000), { qos: 1 });
       await pub.publishAsync("sensors/d/temp", "19", { qos: 1 });
-      await until(() => stream.bufferedRecords() >= 3, "three messages");
       await until(() => errors.length >= 2, "two skipped messages reported");
-      await ssc.advance(1000);
+      // Batches until the last message is in one (a loaded machine may deliver it a batch later).
+      for (let i = 0; i < 10 && !got.flat().some((r) => r.topic === "sensors/d/temp"); i++) await ssc.advance(1000);
     } finally {
       await pub.endAsync();
       await ssc.stop();
     }
-    const batch = got[1]!;
+    // Probes published while the subscription was being set up may still arrive after the first batch.
+    const batch = got.slice(1).flat().filter((r) => r.topic !== "alerts/probe");
     expect(batch.map((r) => `${r.topic}=${r.payload} qos${r.qos}`)).toEqual(["sensors/a/temp=21.5 qos1", "alerts/fire/now=fire! qos0", "sensors/d/temp=19 qos1"]);
     expect(Math.abs(batch[0]!.time - Date.now())).toBeLessThan(60_000);
     expect(errors.some((e) => /skipped a message on sensors\/b\/temp is not valid UTF-8/.test(e))).toBe(true);

@@ -329,9 +329,7 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
 
   /** Reports an error to the listeners (onReceiverError): the notebook shows it under the cell, ssc.ui() in its table. */
   protected report(e: unknown, retryInMs?: number): void {
-    this.errors++;
-    // The error's class name leads, so it can be searched for (KafkaTopicNotFoundError, ...).
-    this.lastErrorMessage = `${this.describeLog()}: ${errorMessage(e)}${retryInMs !== undefined ? `; retrying in ${retryInMs} ms` : ""}`;
+    this.note(e, retryInMs);
     this.ssc.notifyListeners("onReceiverError", {
       receiverInfo: {
         streamId: this.id,
@@ -342,6 +340,13 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
         lastErrorTime: this.ssc.now(),
       },
     });
+  }
+
+  /** Counts an error and keeps it for ssc.ui(), without telling the listeners. */
+  private note(e: unknown, retryInMs?: number): void {
+    this.errors++;
+    // The error's class name leads, so it can be searched for (KafkaTopicNotFoundError, ...).
+    this.lastErrorMessage = `${this.describeLog()}: ${errorMessage(e)}${retryInMs !== undefined ? `; retrying in ${retryInMs} ms` : ""}`;
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
@@ -445,9 +450,13 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
         await this.runFetcher(gen);
       } catch (e) {
         if (!this.isFetching(gen)) break;
-        if (this.fetchCount !== fetchedAtError) backoff = 100;
+        const repeated = this.fetchCount === fetchedAtError;
+        if (!repeated) backoff = 100;
         fetchedAtError = this.fetchCount;
-        this.report(e, backoff);
+        // A connection that drops once after records flowed and comes back at the first retry is only noted
+        // (ssc.ui() shows it); an error that repeats with nothing fetched in between goes under the cell too.
+        if (repeated) this.report(e, backoff);
+        else this.note(e, backoff);
         await this.disconnect();
         await this.idleFor(backoff, gen);
         backoff = Math.min(backoff * 2, 2000);
