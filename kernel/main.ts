@@ -346,7 +346,8 @@ export function startFromCommandLine(argv: readonly string[], createInterpreter:
   runKernel(info, createInterpreter, options).catch((err: unknown) => {
     // A taken port is a known condition with its own message; anything else gets its stack.
     log(`kernel failed: ${err instanceof KernelBindError ? `${err.name}: ${err.message}` : err instanceof Error ? err.stack ?? err.message : String(err)}`);
-    process.exit(1);
+    // runKernel has refused process.exit for cells; the kernel's own way out is what it keeps for itself.
+    guardProcessExits().exit(1);
   });
 }
 

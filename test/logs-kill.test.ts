@@ -185,19 +185,24 @@ async function expectSameAsReference(kind: Kind, reference: Run, victim: Run): P
   expect(got).toEqual(expected);
 }
 
-const references = new Map<Kind, Run>();
+// Promises, so the tests (run concurrently) share one reference run per log.
+const references = new Map<Kind, Promise<Run>>();
 
 /** The uninterrupted run each kind's victims are compared with (a plain program, run once). */
-async function reference(kind: Kind): Promise<Run> {
-  const have = references.get(kind);
-  if (have) return have;
-  const run = makeRun(`${kind}-reference`);
-  await stageLogs(kind, run.name);
-  const ref = await runOnce(programArgs(kind, run), DIST, undefined);
-  expect(ref.stderr).toBe("");
-  expect(ref.lines.at(-1)).toBe("DONE");
-  references.set(kind, run);
-  return run;
+function reference(kind: Kind): Promise<Run> {
+  let have = references.get(kind);
+  if (!have) {
+    have = (async () => {
+      const run = makeRun(`${kind}-reference`);
+      await stageLogs(kind, run.name);
+      const ref = await runOnce(programArgs(kind, run), DIST, undefined);
+      expect(ref.stderr).toBe("");
+      expect(ref.lines.at(-1)).toBe("DONE");
+      return run;
+    })();
+    references.set(kind, have);
+  }
+  return have;
 }
 
 beforeAll(async () => {
@@ -211,7 +216,8 @@ afterAll(async () => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-describe.skipIf(!kcatAvailable() || !natsServerAvailable())("kill and recover over Kafka and JetStream", () => {
+// Concurrent: each test has its own topics or streams, and most of its time is spent waiting on kernels and batches.
+describe.skipIf(!kcatAvailable() || !natsServerAvailable())("kill and recover over Kafka and JetStream", { concurrent: true }, () => {
   for (const kind of ["kafka", "nats"] as const) {
     it(`${kind}: a plain Node program SIGKILLed at ${KILLS} points equals an uninterrupted run, batch for batch and in its sink`, async () => {
       const ref = await reference(kind);

@@ -252,7 +252,8 @@ async function killAndRecover(reference: Run, victim: Run): Promise<void> {
   expect(outputOf(victim.out, BATCHES)).toEqual(expected);
 }
 
-describe("kill and recover a kernel (updateStateByKey and saveAsTextFiles in cells)", () => {
+// Concurrent: the two runs share nothing but the built kernel, and most of their time is spent waiting on kernels.
+describe("kill and recover a kernel (updateStateByKey and saveAsTextFiles in cells)", { concurrent: true }, () => {
   it(`over textFileStream: SIGKILLed at ${KILLS} points and re-run with getOrCreate in a new kernel, every output equals an uninterrupted run's`, async () => {
     await killAndRecover(makeRun("reference"), makeRun("victim"));
   }, 300_000);
