@@ -4,10 +4,10 @@
 // 127.0.0.1, in a temporary folder. Ends with `summary: kafka X.XXx, nats X.XXx` (engine over plain loop).
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { SparkContext, StreamingContext, kafkaStream, natsStream, Milliseconds, type DStream } from "../engine/index.js";
+import { freePorts } from "../cli/client.js";
 
 const RECORDS = Number(process.env.SB_LOGS_RECORDS ?? 2_000_000);
 const WORDS = 10;
@@ -28,16 +28,6 @@ function* lines(): Generator<string> {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function until(pred: () => boolean, what: string, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -186,7 +176,7 @@ async function kafkaPlain(bootstrap: string): Promise<{ seconds: number; counted
 // ---- NATS ---------------------------------------------------------------------------------------
 
 async function startNats(dir: string): Promise<{ url: string; proc: ChildProcess }> {
-  const port = await freePort();
+  const [port] = await freePorts(1);
   const proc = spawn(process.env.NATS_SERVER ?? "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(dir, "js")], { stdio: "ignore" });
   const url = `127.0.0.1:${port}`;
   const { connect } = await import("@nats-io/transport-node");

@@ -93,8 +93,8 @@ function isStringRecord(v: unknown): v is Record<string, string> {
   return typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string");
 }
 
-/** Five distinct free TCP ports on 127.0.0.1 (held open together so they differ, then released). */
-async function freePorts(n: number): Promise<number[]> {
+/** n distinct free TCP ports on 127.0.0.1 (held open together so they differ, then released). */
+export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: n }, () => new Promise<import("node:net").Server>((ok, fail) => {
       const s = createServer();
