@@ -685,28 +685,44 @@ const add = (a: number, b: number) => a + b;
  * boxes, so merging into a key already seen is one lookup and a field write (a KeyedMap's merge is
  * a get and a set); value keys go through a KeyedMap. finish() hands the result over as a KeyedMap.
  */
+/**
+ * Primitive keys boxed in one native Map, up to this many; the rest go to a KeyedMap, whose shards keep
+ * the rehash of a growing Map short (see keys.ts) and which holds no box per key for the GC to copy.
+ */
+const MAX_BOXES = 1 << 16;
+
 class CombineBuffer<K, C> {
   private readonly boxes = new Map<K, { c: C }>();
   private values?: KeyedMap<K, C>;
 
   merge(k: K, v: C, f: (a: C, b: C) => C): void {
-    if (typeof k === "object" && k !== null) {
-      (this.values ??= new KeyedMap<K, C>()).merge(k, v, f);
-      return;
+    if (typeof k !== "object" || k === null) {
+      const b = this.boxes.get(k);
+      if (b !== undefined) {
+        b.c = f(b.c, v);
+        return;
+      }
+      if (this.boxes.size < MAX_BOXES) {
+        this.boxes.set(k, { c: v });
+        return;
+      }
     }
-    const b = this.boxes.get(k);
-    if (b !== undefined) b.c = f(b.c, v);
-    else this.boxes.set(k, { c: v });
+    (this.values ??= new KeyedMap<K, C>()).merge(k, v, f);
   }
 
   combine<X>(k: K, x: X, create: (x: X) => C, mergeValue: (c: C, x: X) => C): void {
-    if (typeof k === "object" && k !== null) {
-      (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
-      return;
+    if (typeof k !== "object" || k === null) {
+      const b = this.boxes.get(k);
+      if (b !== undefined) {
+        b.c = mergeValue(b.c, x);
+        return;
+      }
+      if (this.boxes.size < MAX_BOXES) {
+        this.boxes.set(k, { c: create(x) });
+        return;
+      }
     }
-    const b = this.boxes.get(k);
-    if (b !== undefined) b.c = mergeValue(b.c, x);
-    else this.boxes.set(k, { c: create(x) });
+    (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
   }
 
   *finish(): Sliced<KeyedMap<K, C>> {
@@ -716,7 +732,12 @@ class CombineBuffer<K, C> {
       out.set(k, b.c);
       if ((++n & (CHUNK - 1)) === 0) yield;
     }
-    if (this.values) for (const [k, c] of this.values) out.set(k, c);
+    if (this.values) {
+      for (const [k, c] of this.values) {
+        out.set(k, c);
+        if ((++n & (CHUNK - 1)) === 0) yield;
+      }
+    }
     return out;
   }
 }
