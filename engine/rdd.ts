@@ -691,8 +691,30 @@ const add = (a: number, b: number) => a + b;
  */
 const MAX_BOXES = 1 << 16;
 
+/** A pair key [a, b] of primitives boxed by its first element (the `[word, 1]` key), with the first-seen key. */
+interface PairBox<K, C> {
+  k: K;
+  b: unknown;
+  c: C;
+}
+
+/** The box of pair key [a, b] in `pairs`, if the box under `a` is for this `b` (SameValueZero). */
+function pairBox<K, C>(pairs: Map<unknown, PairBox<K, C>>, a: unknown, b: unknown): PairBox<K, C> | undefined {
+  const e = pairs.get(a);
+  return e !== undefined && (e.b === b || (e.b !== e.b && b !== b)) ? e : undefined;
+}
+
+const isPrimitive = (x: unknown): boolean => typeof x !== "object" || x === null;
+
+/**
+ * Combines one partition's values by key. Primitive keys and pair keys of primitives (one box per
+ * first element, as reduceByKey over `[word, n]` keys mostly sees) are one native lookup each; the
+ * other keys, and pairs whose first element comes with a second one, go through a KeyedMap. A key
+ * is never in two places: it goes to a box only while nothing else holds its first element.
+ */
 class CombineBuffer<K, C> {
   private readonly boxes = new Map<K, { c: C }>();
+  private readonly pairs = new Map<unknown, PairBox<K, C>>();
   private values?: KeyedMap<K, C>;
 
   merge(k: K, v: C, f: (a: C, b: C) => C): void {
@@ -704,6 +726,16 @@ class CombineBuffer<K, C> {
       }
       if (this.boxes.size < MAX_BOXES) {
         this.boxes.set(k, { c: v });
+        return;
+      }
+    } else if (Array.isArray(k) && k.length === 2 && isPrimitive(k[0]) && isPrimitive(k[1])) {
+      const e = pairBox(this.pairs, k[0], k[1]);
+      if (e !== undefined) {
+        e.c = f(e.c, v);
+        return;
+      }
+      if (this.pairs.size < MAX_BOXES && !this.pairs.has(k[0])) {
+        this.pairs.set(k[0], { k, b: k[1], c: v });
         return;
       }
     }
@@ -721,6 +753,16 @@ class CombineBuffer<K, C> {
         this.boxes.set(k, { c: create(x) });
         return;
       }
+    } else if (Array.isArray(k) && k.length === 2 && isPrimitive(k[0]) && isPrimitive(k[1])) {
+      const e = pairBox(this.pairs, k[0], k[1]);
+      if (e !== undefined) {
+        e.c = mergeValue(e.c, x);
+        return;
+      }
+      if (this.pairs.size < MAX_BOXES && !this.pairs.has(k[0])) {
+        this.pairs.set(k[0], { k, b: k[1], c: create(x) });
+        return;
+      }
     }
     (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
   }
@@ -730,6 +772,10 @@ class CombineBuffer<K, C> {
     let n = 0;
     for (const [k, b] of this.boxes) {
       out.set(k, b.c);
+      if ((++n & (CHUNK - 1)) === 0) yield;
+    }
+    for (const e of this.pairs.values()) {
+      out.set(e.k, e.c);
       if ((++n & (CHUNK - 1)) === 0) yield;
     }
     if (this.values) {
