@@ -37,14 +37,19 @@ async function run(code: string, timeoutMs = 120_000): Promise<{ stdout: string;
   const { msgId, reply } = k.send("shell", "execute_request", { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
   const out = { stdout: "", stderr: "" };
   let error = "";
+  let idle!: () => void;
+  // The cell's output comes on IOPub, which may arrive after the reply on shell: its busy/idle brackets it.
+  const settled = new Promise<void>((resolve) => (idle = resolve));
   const off = k.onIopub((m: Message) => {
     if (m.parent_header.msg_id !== msgId) return;
     if (m.header.msg_type === "stream") out[m.content.name === "stderr" ? "stderr" : "stdout"] += String(m.content.text);
     if (m.header.msg_type === "error") error = `${String(m.content.ename)}: ${String(m.content.evalue)}`;
+    if (m.header.msg_type === "status" && m.content.execution_state === "idle") idle();
   });
   let timer: NodeJS.Timeout | undefined;
   try {
-    const r = await Promise.race([reply, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("cell timed out")), timeoutMs)))]);
+    const timeout = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("cell timed out")), timeoutMs)));
+    const [r] = await Promise.race([Promise.all([reply, settled]), timeout]);
     if (r.content.status !== "ok") throw new Error(`cell failed: ${error}`);
     return out;
   } finally {
@@ -78,11 +83,22 @@ function overloadPipeline(ctx: StreamingContext, rowsPerSecond: number, throttle
 }
 `;
 
+/** Chart worker threads the kernel has started so far (kernel/charts.ts starts one on the first chart render). */
+async function chartWorkerStarts(): Promise<number> {
+  const charts = JSON.stringify(path.join(ROOT, "dist", "kernel", "charts.js"));
+  const { stdout } = await run(`console.log(require(${charts}).chartWorker().starts);`);
+  return Number(stdout.trim());
+}
+
 describe("a kernel under 4x overload (rateStream, 2 charts, 50 ms batches) for 60 s", () => {
+  it("has not started its chart worker before a chart renders", async () => {
+    await run(PIPELINE);
+    expect(await chartWorkerStarts()).toBe(0);
+  }, 60_000);
+
   it("keeps answering kernel_info (p99 printed against the 100 ms goal), keeps RSS bounded, and accounts for every row", async () => {
     const k = kernel!;
     const pid = k.child.pid!;
-    await run(PIPELINE);
     // What the pipeline processes per second, measured in the kernel on the manual clock (unthrottled).
     const cal = await run(`
 const cal = new StreamingContext(sc, Milliseconds(50), { clock: "manual" });
