@@ -169,5 +169,7 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
     expect(result.produced).toBeGreaterThan(capacity * SECONDS * 0.25);
     // Every row produced was processed, or reported as dropped (under the cell, and counted here).
     expect(result.processed + result.dropped).toBe(result.produced);
+    // Both charts (and the calibration's) rendered in the one chart worker, which never had to be replaced.
+    expect(await chartWorkerStarts()).toBe(1);
   }, 150_000);
 });
