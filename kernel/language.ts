@@ -157,6 +157,17 @@ export class LanguageServer {
   /** The last program of a self-contained cell (see selfContained) and the cell's file in it. */
   private minimal: { program: TS.Program; host: TS.CompilerHost; sf?: TS.SourceFile; options: TS.CompilerOptions } | undefined;
   private fileNames: string[] | undefined;
+  /**
+   * Checks and emits go through a program of our own (createProgram with the previous one as
+   * oldProgram): unchanged files are the same SourceFile objects, found in one Map lookup, where the
+   * language service re-validated every file of every program against its registry. The service is
+   * kept for completions and inspection only.
+   */
+  private checkProgram: TS.Program | undefined;
+  private readonly compilerHost: TS.CompilerHost;
+  private readonly sourceFiles = new Map<string, { version: string; sf: TS.SourceFile }>();
+  /** A file changed, or the set of files did, since checkProgram was built. */
+  private programStale = true;
 
   constructor(private readonly opts: LanguageOptions) {
     const ts = this.ts;
@@ -261,12 +272,57 @@ export class LanguageServer {
         }),
     };
     sharedRegistry ??= ts.createDocumentRegistry();
-    this.service = ts.createLanguageService(host, sharedRegistry);
+    const registry = sharedRegistry;
+    this.service = ts.createLanguageService(host, registry);
+    const registryKey = registry.getKeyForCompilationSettings(this.options);
+    this.compilerHost = {
+      getSourceFile: (f, languageVersion) => {
+        const v = this.files.get(f);
+        const version = v ? String(v.version) : diskVersion(f);
+        const hit = this.sourceFiles.get(f);
+        if (hit && hit.version === version) return hit.sf;
+        let sf: TS.SourceFile | undefined;
+        if (v) sf = ts.createSourceFile(f, v.text, languageVersion, true);
+        else {
+          // Declarations on disk come from the shared registry: parsed once per process (or in the snapshot).
+          const snapshot = host.getScriptSnapshot(f);
+          if (!snapshot) return undefined;
+          sf = registry.acquireDocumentWithKey(f, canonical(f) as TS.Path, host, registryKey, snapshot, version, scriptKindOf(ts, f), languageVersion);
+        }
+        this.sourceFiles.set(f, { version, sf });
+        return sf;
+      },
+      getDefaultLibFileName: () => this.libFile,
+      writeFile: () => {},
+      getCurrentDirectory: () => this.cwd,
+      getCanonicalFileName: canonical,
+      useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
+      getNewLine: () => "\n",
+      fileExists: host.fileExists,
+      readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
+      directoryExists: host.directoryExists,
+      getDirectories: host.getDirectories,
+      realpath: host.realpath,
+      resolveModuleNameLiterals: host.resolveModuleNameLiterals,
+      resolveTypeReferenceDirectiveReferences: host.resolveTypeReferenceDirectiveReferences,
+      getModuleResolutionCache: () => moduleCache,
+    } as TS.CompilerHost;
+  }
+
+  /** The program of the files as they are now (rebuilt from the previous one when a file changed). */
+  private program(): TS.Program {
+    const ts = this.ts;
+    const old = this.checkProgram;
+    if (old && !this.programStale) return old;
+    this.fileNames ??= [...this.files.keys()];
+    this.checkProgram = ts.createProgram({ rootNames: this.fileNames, options: this.options, host: this.compilerHost, oldProgram: old });
+    this.programStale = false;
+    return this.checkProgram;
   }
 
   /** The files on disk the current program holds (declarations: lib, @types, the prelude's). */
   diskFiles(): string[] {
-    return (this.service.getProgram()?.getSourceFiles() ?? []).map((f) => f.fileName).filter((f) => !this.files.has(f));
+    return this.program().getSourceFiles().map((f) => f.fileName).filter((f) => !this.files.has(f));
   }
 
   private isVirtual(file: string): boolean {
@@ -287,7 +343,7 @@ export class LanguageServer {
     if (this.nonLibGlobals) return this.nonLibGlobals;
     const ts = this.ts;
     const names = new Set<string>();
-    const program = this.service.getProgram();
+    const program = this.program();
     const lib = program?.getSourceFile(this.libFile) as (TS.SourceFile & { locals?: Map<string, unknown> }) | undefined;
     const scratch = program?.getSourceFile(this.scratchFile);
     if (program && lib?.locals && scratch) {
@@ -324,7 +380,7 @@ export class LanguageServer {
     const ts = this.ts;
     const file = path.join(this.cwd, "__streambook_minimal.ts");
     if (!this.minimal) {
-      const lib = this.service.getProgram()?.getSourceFile(this.libFile);
+      const lib = this.program().getSourceFile(this.libFile);
       const options: TS.CompilerOptions = { ...this.options, types: [], typeRoots: [] };
       const minimal = { program: undefined as unknown as TS.Program, sf: undefined as TS.SourceFile | undefined, options } as NonNullable<LanguageServer["minimal"]>;
       minimal.host = {
@@ -363,8 +419,9 @@ export class LanguageServer {
     const probe = path.join(this.cwd, "__streambook_prelude_probe.ts");
     this.fileNames = undefined;
     this.files.set(probe, { text: `import * as prelude from ${JSON.stringify(mod)};\nexport {};\n`, version: 1, deps: new Set() });
+    this.programStale = true;
     try {
-      const program = this.service.getProgram();
+      const program = this.program();
       const sf = program?.getSourceFile(probe);
       const decl = sf?.statements[0];
       if (!program || !decl || !ts.isImportDeclaration(decl)) return;
@@ -377,6 +434,7 @@ export class LanguageServer {
     } finally {
       this.files.delete(probe);
       this.fileNames = undefined;
+      this.programStale = true;
     }
   }
 
@@ -428,6 +486,7 @@ export class LanguageServer {
     }
     if (!prev) this.fileNames = undefined;
     this.files.set(file, { text, version: (prev?.version ?? 0) + 1, deps, compact });
+    this.programStale = true;
   }
 
   /**
@@ -566,10 +625,14 @@ export class LanguageServer {
         }
         // Only right after checking it here: a re-run's cached transpile is cheaper than an emit.
         if (!checkedHere || this.files.get(file)?.text !== full) return undefined;
-        const out = this.service.getEmitOutput(file).outputFiles;
-        const js = out.find((f) => f.name.endsWith(".js"));
-        const map = out.find((f) => f.name.endsWith(".js.map"));
-        return js && map ? this.withoutFooter(js.text, map.text) : undefined;
+        const program = this.program();
+        let js: string | undefined;
+        let map: string | undefined;
+        program.emit(program.getSourceFile(file), (name, text) => {
+          if (name.endsWith(".js")) js = text;
+          else if (name.endsWith(".js.map")) map = text;
+        });
+        return js !== undefined && map !== undefined ? this.withoutFooter(js, map) : undefined;
       },
     };
   }
@@ -605,9 +668,11 @@ export class LanguageServer {
   }
 
   private diagnosticsOf(file: string, code: string): CellDiagnostic[] {
-    const all: TS.Diagnostic[] = [...this.service.getSyntacticDiagnostics(file)];
+    const program = this.program();
+    const sf = program.getSourceFile(file);
+    const all: TS.Diagnostic[] = [...program.getSyntacticDiagnostics(sf)];
     // Semantic errors in the kernel's footer (past the cell's text) are not the user's.
-    if (all.length === 0) all.push(...this.service.getSemanticDiagnostics(file).filter((d) => (d.start ?? 0) < code.length));
+    if (all.length === 0) all.push(...program.getSemanticDiagnostics(sf).filter((d) => (d.start ?? 0) < code.length));
     return this.cellDiagnostics(all, code);
   }
 
@@ -843,6 +908,12 @@ function combinedLib(ts: typeof TS): string {
   add(CELL_LIB);
   combinedLibText = parts.join("\n");
   return combinedLibText;
+}
+
+function scriptKindOf(ts: typeof TS, file: string): TS.ScriptKind {
+  if (/\.[cm]?js$/.test(file)) return ts.ScriptKind.JS;
+  if (file.endsWith(".json")) return ts.ScriptKind.JSON;
+  return ts.ScriptKind.TS;
 }
 
 /** Where @types/node lives: the kernel's own node_modules (cells see Node's types wherever they run). */
