@@ -37,7 +37,7 @@ const mod = (name: string): Record<string, unknown> => load(path.join(env.STREAM
 for (const name of env.STREAMBOOK_SNAPSHOT_MODULES.split(",")) mod(name);
 (mod("transform") as { useTypeScript(t: unknown): void }).useTypeScript(ts);
 // The declaration files now parsed inside the snapshot: their stamps go in the blob's info file.
-const parsed = (mod("language") as { prewarm(prelude: string): string[] }).prewarm(env.STREAMBOOK_PRELUDE);
+const parsed = (mod("checker") as { prewarm(prelude: string): string[] }).prewarm(env.STREAMBOOK_PRELUDE);
 fs.writeFileSync(env.STREAMBOOK_SNAPSHOT_FILES, JSON.stringify(parsed));
 const serve = (mod("checker-process") as { serve(): void }).serve;
 v8.startupSnapshot.setDeserializeMainFunction(() => serve());

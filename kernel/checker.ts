@@ -39,6 +39,37 @@ export interface CellChecker {
   close(): void;
 }
 
+/** Kept alive in the snapshot: its parsed declarations are what every later checker reuses. */
+let prewarmed: LocalChecker | undefined;
+
+/**
+ * Loads what every notebook's checker needs (the lib, @types/node, the prelude's declarations: parsed,
+ * bound and resolved) and runs each path a cell takes once, so a snapshot taken now holds their compiled
+ * code too. Returns the declaration files on disk it read.
+ */
+export function prewarm(preludeModule: string): string[] {
+  const checker = new LocalChecker({ cwd: "/__streambook_snapshot__", globalDeclarations: "declare var snapshotGlobal: number;", preludeModule });
+  checker.warmNow();
+  const cells = [
+    "function twice(x: number): number {\n  return x * 2;\n}\ntwice(snapshotGlobal)",
+    "const words = ['a', 'b'].map((w) => w.toUpperCase());\nwords.length",
+    "2 + 2",
+    "let wrong: number = 'text';",
+    "//% typecheck off\nconst loose = 1;",
+  ];
+  for (const code of cells) {
+    const outcome = checker.checkNow(code, !code.startsWith("//%"));
+    if (outcome.diagnostics.length) checker.discard();
+    else checker.commit();
+  }
+  checker.completeNow("words.le", 8);
+  checker.inspectNow("twice(1)", 2, 0);
+  prewarmed = checker;
+  const files = checker.diskFiles();
+  checker.releasePrograms();
+  return files;
+}
+
 /** The checker in the calling process (also what runs inside the checker process). */
 export class LocalChecker implements CellChecker {
   private readonly language: LanguageServer;
@@ -109,6 +140,16 @@ export class LocalChecker implements CellChecker {
 
   warmNow(): void {
     this.language.warm();
+  }
+
+  /** Keeps the parsed files, drops programs and type checkers (see prewarm). */
+  releasePrograms(): void {
+    this.language.releasePrograms();
+  }
+
+  /** The declaration files on disk the checker's program holds. */
+  diskFiles(): string[] {
+    return this.language.diskFiles();
   }
 
   close(): void {

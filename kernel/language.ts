@@ -108,18 +108,19 @@ function diskVersion(file: string): string {
   return v;
 }
 
-/** Kept alive in the snapshot, so the registry's entries stay referenced. */
-let prewarmed: LanguageServer | undefined;
+/** Module and type-reference resolutions, by containing folder: the same for every server of the process. */
+let sharedResolution:
+  | { moduleCache: TS.ModuleResolutionCache; typeRefCache: TS.TypeReferenceDirectiveResolutionCache; resolved: Map<string, TS.ResolvedModuleWithFailedLookupLocations> }
+  | undefined;
 
-/**
- * Parses and binds what every notebook's cells see (the lib, @types/node, the prelude module's
- * declarations) into the shared registry; returns the declaration files on disk it read.
- */
-export function prewarm(preludeModule: string): string[] {
-  prewarmed = new LanguageServer({ cwd: path.join(path.sep, "__streambook_snapshot__"), globalDeclarations: "", preludeModule });
-  prewarmed.warm();
-  return prewarmed.diskFiles();
+function newResolution(ts: typeof TS, canonical: (f: string) => string, options: TS.CompilerOptions): NonNullable<typeof sharedResolution> {
+  const moduleCache = ts.createModuleResolutionCache(path.sep, canonical, options);
+  const typeRefCache = ts.createTypeReferenceDirectiveResolutionCache(path.sep, canonical, options, moduleCache.getPackageJsonInfoCache());
+  return { moduleCache, typeRefCache, resolved: new Map() };
 }
+
+/** The combined ES lib, parsed once per process (or in the snapshot) and shared by every server. */
+let sharedLib: TS.SourceFile | undefined;
 
 export interface LanguageOptions {
   cwd: string;
@@ -202,12 +203,11 @@ export class LanguageServer {
       // Do not look for @typescript/lib-* packages up the folder tree on every program.
       libReplacement: false,
     };
-    // Resolutions persist across programs: each cell makes a new program, and re-resolving @types/node
-    // and every import from scratch would dominate the cost of checking a cell.
+    // Resolutions persist across programs, and across servers of the process (the snapshot's too): each
+    // cell makes a new program, and re-resolving @types/node and every import would dominate its cost.
     const canonical = (f: string): string => (ts.sys.useCaseSensitiveFileNames ? f : f.toLowerCase());
-    const moduleCache = ts.createModuleResolutionCache(this.cwd, canonical, this.options);
-    const typeRefCache = ts.createTypeReferenceDirectiveResolutionCache(this.cwd, canonical, this.options, moduleCache.getPackageJsonInfoCache());
-    const resolved = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
+    sharedResolution ??= newResolution(ts, canonical, this.options);
+    const { moduleCache, typeRefCache, resolved } = sharedResolution;
     const poolResolutions = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
     const resolutionHost: TS.ModuleResolutionHost = {
       fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
@@ -282,11 +282,15 @@ export class LanguageServer {
         const hit = this.sourceFiles.get(f);
         if (hit && hit.version === version) return hit.sf;
         let sf: TS.SourceFile | undefined;
-        if (v) sf = ts.createSourceFile(f, v.text, languageVersion, true);
+        if (f === this.libFile) sf = sharedLib ??= ts.createSourceFile(f, v!.text, languageVersion, true);
+        else if (v) sf = ts.createSourceFile(f, v.text, languageVersion, true);
         else {
           // Declarations on disk come from the shared registry: parsed once per process (or in the snapshot).
-          const snapshot = host.getScriptSnapshot(f);
-          if (!snapshot) return undefined;
+          // Its text is read only if the registry has to parse it.
+          if (version === "0") return undefined;
+          let text: string | undefined;
+          const read = (): string => (text ??= ts.sys.readFile(f) ?? "");
+          const snapshot: TS.IScriptSnapshot = { getText: (a, b) => read().slice(a, b), getLength: () => read().length, getChangeRange: () => undefined };
           sf = registry.acquireDocumentWithKey(f, canonical(f) as TS.Path, host, registryKey, snapshot, version, scriptKindOf(ts, f), languageVersion);
         }
         this.sourceFiles.set(f, { version, sf });
@@ -318,6 +322,17 @@ export class LanguageServer {
     this.checkProgram = ts.createProgram({ rootNames: this.fileNames, options: this.options, host: this.compilerHost, oldProgram: old });
     this.programStale = false;
     return this.checkProgram;
+  }
+
+  /**
+   * Drops the programs and their type checkers (their types are rebuilt by the next check anyway),
+   * keeping the parsed files: what a snapshot should hold.
+   */
+  releasePrograms(): void {
+    this.checkProgram = undefined;
+    this.programStale = true;
+    this.minimal = undefined;
+    this.service.cleanupSemanticCache();
   }
 
   /** The files on disk the current program holds (declarations: lib, @types, the prelude's). */
