@@ -99,6 +99,11 @@ class ProcessChecker implements CellChecker {
     this.send({ op: "init", config });
   }
 
+  /** The checker process's pid while it serves (undefined once checking moved into this process). */
+  get processId(): number | undefined {
+    return this.local || this.exited ? undefined : this.child.pid;
+  }
+
   private send(msg: CheckerRequest): boolean {
     if (this.exited || !this.child.connected) return false;
     try {
