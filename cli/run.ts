@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { findKernelSpec, KernelClient, KernelDiedError, type JsonObject, type KernelSpec, type Message } from "./client.js";
 import { renderReport } from "./report.js";
+import { groupEnvironment, perInstance, runInstances, type GroupRunArgs } from "./group.js";
 
 // --- nbformat 4, as much as the runner needs -------------------------------------------------------
 
@@ -517,11 +518,14 @@ export interface RunArgs {
   allowErrors: boolean;
   quiet: boolean;
   help: boolean;
+  /** Scale-out: --instances N, --group NAME, --coordinator URL, --instance I, --session-timeout S. */
+  group: GroupRunArgs;
 }
 
 export const USAGE = `usage: streambook run [NOTEBOOK.ipynb] [--out EXECUTED.ipynb] [--html REPORT.html]
                       [--timeout SECONDS] [--kernel NAME] [--kernel-cmd "CMD ... {connection_file}"]
                       [--allow-errors] [--quiet]
+                      [--instances N] [--group NAME] [--coordinator etcd://HOST:PORT] [--session-timeout S]
 
 Runs every code cell of the notebook in a fresh kernel (default: the notebook's kernelspec, else
 streambook), prints each cell's output and live display updates, and stops at the first error.
@@ -533,10 +537,17 @@ Without NOTEBOOK it runs the first tutorial, notebooks/01-*.ipynb.
   --kernel-cmd C   start this command instead; {connection_file} is replaced by the connection file
   --allow-errors   keep going after a failing cell (the exit code is still 1)
   --quiet          print progress lines only
+  --instances N    run N instances of the notebook as one group (each its own kernel; output lines prefixed
+                   [i]; --out/--html get .instance-i before the extension); the group is named after the
+                   notebook unless --group is given, and uses --coordinator, else etcd://127.0.0.1:2379, else
+                   a private etcd started for the run
+  --group NAME     run as one instance of group NAME (same notebook on other machines: same NAME and URL)
+  --coordinator U  the group's etcd, etcd://HOST:PORT
+  --session-timeout S  seconds an instance may be silent before its partitions move (default 10)
 Exit code: 0 when every cell ran, 1 on a cell error or timeout, 2 on bad usage, 130 when interrupted.`;
 
 export function parseArgs(args: readonly string[]): RunArgs {
-  const out: RunArgs = { timeoutMs: 60_000, allowErrors: false, quiet: false, help: false };
+  const out: RunArgs = { timeoutMs: 60_000, allowErrors: false, quiet: false, help: false, group: {} };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
@@ -559,6 +570,21 @@ export function parseArgs(args: readonly string[]): RunArgs {
       case "--kernel-cmd": out.kernelCmd = splitCommand(value()); break;
       case "--allow-errors": out.allowErrors = true; break;
       case "--quiet": case "-q": out.quiet = true; break;
+      case "--instances": {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1) throw new RunnerUsageError(`--instances takes a whole number of instances, at least 1`);
+        out.group.instances = n;
+        break;
+      }
+      case "--group": out.group.group = value(); break;
+      case "--coordinator": out.group.coordinator = value(); break;
+      case "--instance": out.group.instance = Number(value()); break;
+      case "--session-timeout": {
+        const s = Number(value());
+        if (!(s > 0)) throw new RunnerUsageError(`--session-timeout takes a positive number of seconds`);
+        out.group.sessionTimeoutMs = s * 1000;
+        break;
+      }
       case "--help": case "-h": out.help = true; break;
       default:
         if (a.startsWith("-")) throw new RunnerUsageError(`unknown option ${a}\n\n${USAGE}`);
@@ -678,6 +704,24 @@ export async function main(args: string[], io: Io = { stdout: process.stdout, st
     io.stderr.write(`streambook run: ${(err as Error).message}\n`);
     return 2;
   }
+  if (parsed.group.instances !== undefined) {
+    if (parsed.group.instance !== undefined) {
+      io.stderr.write("streambook run: --instances starts the instances itself; give --instance only to one instance's run\n");
+      return 2;
+    }
+    return runInstances(parsed.group.instances, nbPath, instanceArgs(args), parsed.group, io, join(packageRoot(), "bin", "streambook.js"));
+  }
+  if ((parsed.group.group === undefined) !== (parsed.group.coordinator === undefined)) {
+    io.stderr.write("streambook run: --group and --coordinator go together (a group name and etcd://HOST:PORT)\n");
+    return 2;
+  }
+  if (parsed.group.group !== undefined) {
+    spec = { ...spec, env: { ...spec.env, ...groupEnvironment(parsed.group, Number(process.env.STREAMBOOK_INSTANCES) || undefined) } };
+    if (parsed.group.instance !== undefined) {
+      if (parsed.out !== undefined) parsed.out = perInstance(parsed.out, parsed.group.instance);
+      if (parsed.html !== undefined) parsed.html = perInstance(parsed.html, parsed.group.instance);
+    }
+  }
 
   const term = new TerminalReporter(io, parsed.quiet);
   term.info(`streambook run ${basename(nbPath)} (kernel ${spec.name})`);
@@ -756,6 +800,23 @@ export async function main(args: string[], io: Io = { stdout: process.stdout, st
     process.off("SIGHUP", onTerm);
     process.off("exit", onExit);
   }
+}
+
+/** A --instances command line for one instance: everything but the notebook and the group options. */
+function instanceArgs(args: readonly string[]): string[] {
+  const out: string[] = [];
+  const valued = new Set(["--instances", "--group", "--coordinator", "--instance", "--session-timeout"]);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const flag = a.startsWith("--") && a.includes("=") ? a.slice(0, a.indexOf("=")) : a;
+    if (valued.has(flag)) {
+      if (!a.includes("=")) i++;
+      continue;
+    }
+    if (!a.startsWith("-") && (i === 0 || !["--out", "-o", "--html", "--timeout", "--kernel", "--kernel-cmd"].includes(args[i - 1]!))) continue;
+    out.push(a);
+  }
+  return out;
 }
 
 function languageOf(info: JsonObject): string {

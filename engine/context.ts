@@ -16,8 +16,11 @@ import { SocketInputDStream, type SocketStreamOptions } from "./sources/socket.j
 import { TextFileInputDStream, type TextFileStreamOptions } from "./sources/textfile.js";
 import { ReceiverInputDStream, type Receiver, type ReceiverStreamOptions } from "./sources/receiver.js";
 import { RateInputDStream, type RateStreamOptions } from "./sources/rate.js";
+import type { GroupHandle, GroupOptions } from "./group/options.js";
 import "./window.js";
 import "./state.js";
+import "./eventtime/index.js";
+import "./async.js";
 
 export type StreamingState = "initialized" | "active" | "stopped";
 
@@ -28,6 +31,12 @@ export interface StreamingContextOptions {
   /** Spark's PID rate estimator for receivers (spark.streaming.backpressure.enabled). */
   backpressure?: boolean;
   name?: string;
+  /**
+   * Run as one instance of a group over a partitioned log (engine/group): `{ name, coordinator: "etcd://HOST:PORT" }`.
+   * Default: the group named by the STREAMBOOK_GROUP and STREAMBOOK_COORDINATOR environment variables, if set
+   * (what `streambook run --instances N` and `--group NAME --coordinator URL` set); `false`: never a group.
+   */
+  group?: GroupOptions | false;
 }
 
 export interface StreamingConf {
@@ -35,6 +44,18 @@ export interface StreamingConf {
   maxRate?: number;
   backpressure: boolean;
   name: string;
+  group?: GroupOptions;
+}
+
+/** What addSourcesStartedHook's hooks are told. */
+export interface SourcesStartedInfo {
+  zeroTime: number;
+  /** The first batch time generated after the sources started. */
+  firstBatch: number;
+  /** The context was started before (this is a restart, or a source added while running). */
+  restart: boolean;
+  /** This start resumes a run recovered from a checkpoint. */
+  recovered: boolean;
 }
 
 export interface StopOptions {
@@ -75,7 +96,38 @@ export const checkpointSupport: {
   onStop?: (ssc: StreamingContext) => Promise<void>;
 } = {};
 
+/** What a group runtime needs from the context it runs (engine/group plugs itself in through groupSupport). */
+export interface GroupHooks {
+  /** A user function or a part of the group failed; awaitTermination() rejects with the first such error. */
+  reportError(e: unknown): void;
+}
+
+/**
+ * What engine/group plugs in: a context created with `group` runs as one instance of that group. start()
+ * joins it and runs this instance's share of the partitions; stop() leaves it.
+ */
+export const groupSupport: {
+  fromEnvironment?: () => GroupOptions | undefined;
+  start?: (ssc: StreamingContext, hooks: GroupHooks) => Promise<void>;
+  stop?: (ssc: StreamingContext, options: { graceful: boolean }) => Promise<void>;
+  handle?: (ssc: StreamingContext) => GroupHandle | undefined;
+} = {};
+
 let active: StreamingContext | undefined;
+let constructingDetached = false;
+
+/**
+ * Internal (engine/group): a context that only hosts a task's copy of a pipeline. It is never started,
+ * never becomes the active context, and creating it leaves the active one running.
+ */
+export function detachedContext(sc: SparkContext, batchDuration: number): StreamingContext {
+  constructingDetached = true;
+  try {
+    return new StreamingContext(sc, batchDuration, { clock: "manual", group: false });
+  } finally {
+    constructingDetached = false;
+  }
+}
 
 export class StreamingContext {
   readonly sc: SparkContext;
@@ -96,6 +148,10 @@ export class StreamingContext {
   private startPromise: Promise<void> = Promise.resolve();
   private readonly batchHooks: ((time: number) => void | Promise<void>)[] = [];
   private readonly beforeBatchHooks: ((time: number) => void)[] = [];
+  private readonly generatedHooks: ((time: number) => Promise<void> | undefined)[] = [];
+  private readonly startHooks: ((inputs: InputDStream<unknown>[], info: SourcesStartedInfo) => Promise<void> | void)[] = [];
+  /** start() ran before: a later start is a restart. */
+  private startedBefore = false;
   private error?: { error: unknown };
   private waiters: { resolve: (stopped: boolean) => void; reject: (e: unknown) => void }[] = [];
   private stopping?: Promise<void>;
@@ -107,13 +163,21 @@ export class StreamingContext {
     this.sc = sc;
     this.batchDuration = batchDuration;
     const clock = options.clock ?? "system";
-    this.conf = { clock, maxRate: options.maxRate, backpressure: options.backpressure ?? false, name: options.name ?? sc.appName };
+    const group = options.group === false ? undefined : (options.group ?? groupSupport.fromEnvironment?.());
+    this.conf = { clock, maxRate: options.maxRate, backpressure: options.backpressure ?? false, name: options.name ?? sc.appName, group };
     this.clock = clock === "manual" ? new ManualClock() : new SystemClock();
     // A re-run notebook cell makes a new context: the old one stops (a deliberate difference from Spark).
-    if (active) void active.stop().catch(() => {});
+    if (active && !constructingDetached) void active.stop().catch(() => {});
     this.scheduler = new JobScheduler(this.listenerBus, {
       onError: (e) => this.reportError(e),
       afterBatch: (time) => this.afterBatch(time),
+      refill: () => {
+        if (this._state === "active" && !this.stopping) this.generator.tick();
+      },
+      completing: (info) => {
+        const eventTime = this.graph.takeEventTime(info.batchTime);
+        if (eventTime) info.eventTime = eventTime;
+      },
     });
     this.generator = new JobGenerator(
       this.clock,
@@ -124,6 +188,7 @@ export class StreamingContext {
         for (const h of this.beforeBatchHooks) h(time);
       },
       (e) => this.reportError(e),
+      (time) => this.batchGenerated(time),
     );
   }
 
@@ -153,6 +218,11 @@ export class StreamingContext {
     return checkpointSupport.getOrCreate(dir, setup);
   }
 
+  /** This instance's view of its group (which instance it is, how many there are, who owns what), when in one. */
+  get group(): GroupHandle | undefined {
+    return groupSupport.handle?.(this);
+  }
+
   /** The clock's time: wall time, or the manual clock's (which starts at 0). */
   now(): number {
     return this.clock.now();
@@ -160,7 +230,16 @@ export class StreamingContext {
 
   // ---- sources ------------------------------------------------------------------------------
 
-  queueStream<T>(queue: Array<RDD<T> | T[]>, oneAtATime = true, defaultRDD?: RDD<T> | T[]): DStream<T> {
+  /**
+   * Each batch takes the next RDD (or array) of `queue`, or all of them with oneAtATime = false.
+   * Once the queue is empty a batch gets defaultRDD, else an empty RDD; a `null` entry gives that
+   * batch no RDD at all (as a Spark source that returns None). Overloads, so that an `any[]` queue
+   * gives a DStream<any> rather than DStream<unknown>.
+   */
+  queueStream<T>(queue: Array<RDD<T> | T[] | null>, oneAtATime?: boolean, defaultRDD?: RDD<T> | T[]): DStream<T>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Spark's untyped queue: any flows to the records
+  queueStream(queue: any[], oneAtATime?: boolean, defaultRDD?: unknown): DStream<any>;
+  queueStream<T>(queue: Array<RDD<T> | T[] | null>, oneAtATime = true, defaultRDD?: RDD<T> | T[]): DStream<T> {
     return new QueueInputDStream<T>(this, queue, oneAtATime, defaultRDD);
   }
 
@@ -180,11 +259,15 @@ export class StreamingContext {
     return new RateInputDStream(this, rowsPerSecond, options);
   }
 
-  union<T>(...streams: DStream<T>[]): DStream<T> {
+  /** Spark's ssc.union: a list of streams, or the streams as arguments. */
+  union<T>(streams: DStream<T>[]): DStream<T>;
+  union<T>(...streams: DStream<T>[]): DStream<T>;
+  union<T>(...args: (DStream<T> | DStream<T>[])[]): DStream<T> {
+    const streams = args.length === 1 && Array.isArray(args[0]) ? args[0] : (args as DStream<T>[]);
     return new UnionDStream<T>(this, streams);
   }
 
-  /** fn gets the RDDs of all `streams` for each batch (empty RDDs for streams without one). */
+  /** fn gets the RDDs of all `streams` for each batch; each stream must have an RDD then (as in Spark). */
   transform<T>(streams: DStream<unknown>[], fn: (rdds: RDD<unknown>[], time: number) => RDD<T>): DStream<T> {
     return new TransformedDStream<T>(this, "transform", streams, fn);
   }
@@ -234,6 +317,54 @@ export class StreamingContext {
     };
   }
 
+  /**
+   * Hook: runs synchronously right after batch `time` was generated, before any of its jobs; a promise
+   * it returns (a log made durable) is awaited before the batch's jobs run. It must not reject.
+   */
+  addBatchGeneratedHook(hook: (time: number) => Promise<void> | undefined): () => void {
+    this.generatedHooks.push(hook);
+    return () => {
+      const i = this.generatedHooks.indexOf(hook);
+      if (i >= 0) this.generatedHooks.splice(i, 1);
+    };
+  }
+
+  /**
+   * Hook: awaited once sources have started (at start(), before its first batch is generated; and for a
+   * source added while running, once it started), so their starting positions can be made durable.
+   */
+  addSourcesStartedHook(hook: (inputs: InputDStream<unknown>[], info: SourcesStartedInfo) => Promise<void> | void): () => void {
+    this.startHooks.push(hook);
+    return () => {
+      const i = this.startHooks.indexOf(hook);
+      if (i >= 0) this.startHooks.splice(i, 1);
+    };
+  }
+
+  private batchGenerated(time: number): Promise<void> | undefined {
+    let gates: Promise<void>[] | undefined;
+    for (const h of this.generatedHooks) {
+      try {
+        const p = h(time);
+        if (p) (gates ??= []).push(p);
+      } catch (e) {
+        this.reportError(e);
+      }
+    }
+    if (!gates) return undefined;
+    return (gates.length === 1 ? gates[0]! : Promise.all(gates).then(() => undefined)).catch((e: unknown) => this.reportError(e));
+  }
+
+  private async sourcesStarted(inputs: InputDStream<unknown>[], info: SourcesStartedInfo): Promise<void> {
+    for (const h of this.startHooks.slice()) {
+      try {
+        await h(inputs, info);
+      } catch (e) {
+        this.reportError(e);
+      }
+    }
+  }
+
   /** Batch times generated but not completed yet (for checkpoints). */
   pendingBatchTimes(): number[] {
     return this.scheduler.pendingBatchTimes();
@@ -262,6 +393,7 @@ export class StreamingContext {
     active = this;
     this._state = "active";
     this.error = undefined;
+    if (this.conf.group) return this.startGroup();
     if (this.clock instanceof ManualClock && options.resumeTime !== undefined) this.clock.setTime(options.resumeTime);
     const now = this.clock.now();
     const pending = (options.pendingBatches ?? []).slice().sort((a, b) => a - b);
@@ -270,9 +402,17 @@ export class StreamingContext {
     if (lastPending !== undefined && lastPending >= first) first = lastPending + this.batchDuration;
     // A recovered run keeps its zero time and the RDDs restored from the checkpoint.
     this.graph.reset(options.zeroTime ?? (pending[0] ?? first) - this.batchDuration, options.zeroTime === undefined);
+    const started: SourcesStartedInfo = {
+      zeroTime: this.graph.zeroTime as number,
+      firstBatch: pending[0] ?? first,
+      restart: this.startedBefore,
+      recovered: options.zeroTime !== undefined,
+    };
+    this.startedBefore = true;
     this.notifyListeners("onStreamingStarted", { time: Date.now() });
     this.startPromise = (async () => {
-      for (const input of this.graph.inputStreams()) {
+      const inputs = this.graph.inputStreams();
+      for (const input of inputs) {
         try {
           await input.start();
         } catch (e) {
@@ -280,9 +420,29 @@ export class StreamingContext {
         }
       }
       if (this._state !== "active") return;
-      for (const t of pending) this.generator.generate(t);
-      this.generator.start(first);
+      await this.sourcesStarted(inputs, started);
+      if (this._state !== "active") return;
+      this.generator.start(first, pending);
     })();
+    return this.startPromise;
+  }
+
+  /**
+   * A group instance: the group runtime drives the batches (one task per owned partition). When the group
+   * cannot be joined (the coordinator unreachable, another pipeline under the same group name) the error
+   * goes to awaitTermination(), as a source's would, and the context stops.
+   */
+  private startGroup(): Promise<void> {
+    if (!groupSupport.start) {
+      throw new StreamingContextStateError("this context is in a group but engine/group is not loaded: import the engine through its index");
+    }
+    this.notifyListeners("onStreamingStarted", { time: Date.now() });
+    this.startPromise = groupSupport.start(this, { reportError: (e) => this.reportError(e) }).catch((e: unknown) => {
+      this.reportError(e);
+      this._state = "stopped";
+      if (active === this) active = undefined;
+      this.notifyListeners("onStreamingStopped", { time: Date.now() });
+    });
     return this.startPromise;
   }
 
@@ -294,6 +454,10 @@ export class StreamingContext {
         await input.start();
       } catch (e) {
         this.reportError(e);
+      }
+      const next = this.generator.upcomingTime;
+      if (this._state === "active" && next !== undefined) {
+        await this.sourcesStarted([input], { zeroTime: this.graph.zeroTime as number, firstBatch: next, restart: true, recovered: false });
       }
     });
   }
@@ -327,6 +491,15 @@ export class StreamingContext {
     if (active === this) active = undefined;
     this.stopping = (async () => {
       await this.startPromise;
+      if (this.conf.group) {
+        await groupSupport.stop?.(this, { graceful: options.stopGracefully ?? false });
+        this._state = "stopped";
+        if (active === this) active = undefined;
+        if (options.stopSparkContext) this.sc.stop();
+        this.notifyListeners("onStreamingStopped", { time: Date.now() });
+        for (const w of this.waiters.splice(0)) w.resolve(true);
+        return;
+      }
       const inputs = this.graph.inputStreams();
       for (const input of inputs) {
         try {
@@ -336,7 +509,9 @@ export class StreamingContext {
         }
       }
       if (options.stopGracefully) {
-        // As Spark's timer does, run the next batch, then more while sources still hold received data.
+        // Batches held back by overload first, then, as Spark's timer does, the next batch, then more
+        // while sources still hold received data.
+        this.generator.generateHeldBack();
         let t = this.generator.upcomingTime;
         let rounds = 0;
         while (t !== undefined && (rounds === 0 || inputs.some((i) => i.hasPendingData())) && rounds < 1000) {

@@ -5,12 +5,16 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { StreamingContext } from "./context.js";
-import { IllegalArgumentError, InvalidDurationError } from "./errors.js";
+import { IllegalArgumentError, InvalidDurationError, MissingParentRDDError, NullTransformResultError, StreamingContextStateError } from "./errors.js";
+import { StorageLevel } from "./storage.js";
 import { presenter, type ChartOptions, type ChartRow } from "./presenter.js";
+import { DEFAULT_MAX_ROWS } from "./chart.js";
 import { formatRecord, JUPYTER_DISPLAY, recordsBundle, RDD, type MimeBundle } from "./rdd.js";
 import { formatTime } from "./duration.js";
-import { runSliced } from "./slicing.js";
+import { CHUNK, runSliced, type Sliced } from "./slicing.js";
 import type { MapWithStateDStream, StateSpec } from "./state.js";
+import type { EventTimeOperators, WatermarkedDStream } from "./eventtime/index.js";
+import type { StorageLevelName } from "./storage.js";
 
 export interface NameOption {
   /** A stable name: checkpoints match state by it across runs. Defaults to a name derived from the pipeline. */
@@ -41,13 +45,33 @@ export const operators: {
     slideDuration: number,
     options: ReduceWindowOptions<K, V>,
   ) => DStream<[K, V]>;
-  updateState?: <K, V, S>(
-    parent: DStream<[K, V]>,
-    f: (values: V[], state: S | undefined, key: K) => S | undefined,
-    options: UpdateStateOptions<K, S>,
-  ) => StatefulDStream<[K, S], [K, S]>;
+  updateState?: <K, V, S>(parent: DStream<[K, V]>, update: StateUpdate<K, V, S>, options: UpdateStateOptions<K, S>) => StatefulDStream<[K, S], [K, S]>;
   mapWithState?: <K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>, options: NameOption) => MapWithStateDStream<K, V, S, M>;
+  /** engine/eventtime fills this in: withWatermark and the event-window operators. */
+  eventTime?: EventTimeOperators;
+  asyncTransform?: <T, U>(parent: DStream<T>, fn: (rdd: RDD<T>, time: number) => Promise<RDD<U>> | RDD<U>, options?: NameOption) => DStream<U>;
 } = {};
+
+/** True for `async function` and `async () =>` (their constructor is AsyncFunction). */
+export function isAsyncFunction(fn: unknown): boolean {
+  return typeof fn === "function" && Object.prototype.toString.call(fn) === "[object AsyncFunction]";
+}
+
+/**
+ * updateStateByKey's function in one of Spark's forms: per key `(values, state, key)`, per key with
+ * the batch time `(time, key, values, state)`, or over a whole partition's iterator.
+ */
+export type StateUpdate<K, V, S> =
+  | { kind: "key"; f: (values: V[], state: S | undefined, key: K) => S | undefined }
+  | { kind: "timeKey"; f: (time: number, key: K, values: V[], state: S | undefined) => S | undefined }
+  | { kind: "partition"; f: (records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]> }
+  | { kind: "timePartition"; f: (time: number, records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]> };
+
+/** Options of updateStateByKey's iterator forms. */
+export interface UpdateStateIteratorOptions<K, S> extends UpdateStateOptions<K, S> {
+  /** Spark's flag: the partitioning of the state RDD is kept (always true here: one partition of pairs). */
+  rememberPartitioner?: boolean;
+}
 
 function need<F>(f: F | undefined, what: string): F {
   if (!f) throw new IllegalArgumentError(`${what} is not loaded: import the engine through its index ("streambook" / engine/index.js)`);
@@ -66,6 +90,7 @@ export abstract class DStream<T> {
   private requiredRemember = 0;
   /** Set by cache()/persist(): each batch's RDD is kept whole and shared by every consumer. */
   private cacheRDDs = false;
+  private storageLevel: StorageLevel = StorageLevel.NONE;
   /** Set by checkpoint(interval): how often this stream's data should be checkpointed. */
   checkpointDuration?: number;
 
@@ -187,9 +212,12 @@ export abstract class DStream<T> {
 
   // ---- transformations ----------------------------------------------------------------------
 
-  /** Applies fn to each batch's RDD (internal building block of most operators). */
+  /**
+   * Applies fn to each batch's RDD (internal building block of most operators). As Spark's
+   * MappedDStream and friends, a batch for which this stream has no RDD has none downstream either.
+   */
   private derive<U>(kind: string, fn: (rdd: RDD<T>, time: number) => RDD<U>, options?: NameOption): DStream<U> {
-    return new TransformedDStream<U>(this.ssc, kind, [this as DStream<unknown>], (rdds, time) => fn(rdds[0] as RDD<T>, time), options);
+    return new DerivedDStream<T, U>(this, kind, fn, options);
   }
 
   map<U>(f: (x: T) => U): DStream<U> {
@@ -216,7 +244,10 @@ export abstract class DStream<T> {
     return this.derive("repartition", (rdd) => rdd.repartition(numPartitions));
   }
 
-  /** Spark's union: records of both streams, batch by batch (the slide durations must match). */
+  /**
+   * Spark's union: records of both streams, batch by batch (the slide durations must match). As in
+   * Spark, a batch for which one of the streams has no RDD fails with MissingParentRDDError.
+   */
   union(...others: DStream<T>[]): DStream<T> {
     return new UnionDStream<T>(this.ssc, [this, ...others]);
   }
@@ -250,8 +281,21 @@ export abstract class DStream<T> {
     return this.derive("countByValue", (rdd) => rdd.map((x) => [x, 1] as [T, number]).reduceByKey((a, b) => a + b, numPartitions));
   }
 
-  transform<U>(fn: (rdd: RDD<T>, time: number) => RDD<U>): DStream<U> {
-    return this.derive("transform", fn);
+  /**
+   * fn(rdd, time) makes each batch's RDD. As Spark's TransformedDStream: fn must return an RDD
+   * (sc.emptyRDD() for nothing), and a batch for which this stream has no RDD fails. An `async` fn
+   * (returning a promise: SQL, I/O) runs when the batch's jobs run, batch after batch in order, and
+   * the batch waits for it.
+   */
+  transform<U>(fn: (rdd: RDD<T>, time: number) => RDD<U> | Promise<RDD<U>>): DStream<U> {
+    if (isAsyncFunction(fn)) return need(operators.asyncTransform, "async transform")(this, fn);
+    return new TransformedDStream<U>(this.ssc, "transform", [this as DStream<unknown>], (rdds, time) => {
+      const out = fn(rdds[0] as RDD<T>, time) as RDD<U> | Promise<RDD<U>> | null | undefined;
+      if (out !== null && out !== undefined && !(out instanceof RDD)) {
+        throw new IllegalArgumentError("transform: the function returned a promise or a non-RDD; declare it `async` so it runs with the batch's jobs, or return an RDD");
+      }
+      return out as RDD<U>;
+    });
   }
 
   transformWith<U, W>(other: DStream<U>, fn: (rdd: RDD<T>, other: RDD<U>, time: number) => RDD<W>): DStream<W> {
@@ -312,11 +356,30 @@ export abstract class DStream<T> {
     );
   }
 
-  /** The RDDs this stream holds for times in [fromTime, toTime] (remember() keeps more of them). */
+  /**
+   * Spark's slice: the RDDs of every valid time in [fromTime, toTime] (both floored to this stream's
+   * slide), computing those not generated or no longer remembered. Before the context has started
+   * there is no zero time to align to: it throws, as Spark does.
+   */
   slice(fromTime: number, toTime: number): RDD<T>[] {
+    const zero = this.ssc.graph.zeroTime;
+    if (zero === undefined) {
+      throw new StreamingContextStateError(`${this} has not been initialized: slice() needs a started StreamingContext (call ssc.start() first)`);
+    }
+    const slide = this.slideDuration;
+    const floor = (t: number) => t - ((((t - zero) % slide) + slide) % slide);
     const out: RDD<T>[] = [];
-    for (const t of this.generatedTimes()) if (t >= fromTime && t <= toTime) out.push(this.generatedRDDs.get(t) as RDD<T>);
+    for (let t = floor(fromTime); t <= floor(toTime); t += slide) {
+      if (t < zero) continue;
+      const r = this.getOrCompute(t);
+      if (r) out.push(r);
+    }
     return out;
+  }
+
+  /** Internal: the RDD this stream holds for `time`, without computing anything. */
+  generatedAt(time: number): RDD<T> | undefined {
+    return this.generatedRDDs.get(time);
   }
 
   /** Internal: RDDs at every valid time in [fromTime, toTime], computing those not yet generated (windows). */
@@ -334,12 +397,24 @@ export abstract class DStream<T> {
 
   /** Each batch's RDD is computed once and shared by all operators that read it (Spark's cache). */
   cache(): this {
-    this.cacheRDDs = true;
+    return this.persist();
+  }
+
+  /**
+   * Spark's persist(level). Every storage level means "kept in memory" here (there is no disk or
+   * serialised store in one Node process); StorageLevel.NONE undoes cache().
+   */
+  persist(level: StorageLevel | StorageLevelName = StorageLevel.MEMORY_ONLY_SER): this {
+    const l = typeof level === "string" ? StorageLevel.fromString(level) : level;
+    if (!(l instanceof StorageLevel)) throw new IllegalArgumentError(`persist(${String(level)}): give a StorageLevel, e.g. StorageLevel.MEMORY_ONLY`);
+    this.storageLevel = l;
+    this.cacheRDDs = l !== StorageLevel.NONE;
     return this;
   }
 
-  persist(): this {
-    return this.cache();
+  /** The storage level persist() set (StorageLevel.NONE when not persisted). */
+  getStorageLevel(): StorageLevel {
+    return this.storageLevel;
   }
 
   /** Marks the stream for periodic checkpointing of its data at `interval` ms. */
@@ -469,20 +544,78 @@ export abstract class DStream<T> {
   }
 
   /**
-   * Keeps a state per key: each batch calls f(newValues, previousState, key) for every key that has
-   * new values or a state; returning undefined removes the key.
+   * Keeps a state per key. Spark's forms:
+   * - `updateStateByKey((values, state, key) => newState)`: each batch calls f for every key that has
+   *   new values or a state (the key is an extra third argument); undefined removes the key;
+   * - `updateStateByKey((time, key, values, state) => newState, { withTime: true })`: the same with
+   *   the batch time first, as Scala's `(Time, K, Seq[V], Option[S]) => Option[S]`;
+   * - `updateStateByKey.iterator((records) => pairs)` / `updateStateByKeyIterator`: see there.
+   * When this stream has no RDD for a batch, every key is updated with empty values, as Spark's
+   * StateDStream does (so a state can time out on idle keys).
    */
   updateStateByKey<K, V, S>(
     this: DStream<[K, V]>,
     f: (values: V[], state: S | undefined, key: K) => S | undefined,
-    options: UpdateStateOptions<K, S> = {},
+    options?: UpdateStateOptions<K, S>,
+  ): StatefulDStream<[K, S], [K, S]>;
+  updateStateByKey<K, V, S>(
+    this: DStream<[K, V]>,
+    f: (time: number, key: K, values: V[], state: S | undefined) => S | undefined,
+    options: UpdateStateOptions<K, S> & { withTime: true },
+  ): StatefulDStream<[K, S], [K, S]>;
+  updateStateByKey<K, V, S>(
+    this: DStream<[K, V]>,
+    f: ((values: V[], state: S | undefined, key: K) => S | undefined) | ((time: number, key: K, values: V[], state: S | undefined) => S | undefined),
+    options: UpdateStateOptions<K, S> & { withTime?: boolean } = {},
   ): StatefulDStream<[K, S], [K, S]> {
-    return need(operators.updateState, "updateStateByKey")(this, f, options);
+    const update: StateUpdate<K, V, S> = options.withTime
+      ? { kind: "timeKey", f: f as (time: number, key: K, values: V[], state: S | undefined) => S | undefined }
+      : { kind: "key", f: f as (values: V[], state: S | undefined, key: K) => S | undefined };
+    return need(operators.updateState, "updateStateByKey")(this, update, options);
+  }
+
+  /**
+   * Spark's iterator form of updateStateByKey: f sees the whole partition as an iterator of
+   * `[key, newValues, previousState]` and returns the `[key, state]` pairs to keep (a key it leaves
+   * out is removed). With `{ withTime: true }`, f is `(time, records)`.
+   */
+  updateStateByKeyIterator<K, V, S>(
+    this: DStream<[K, V]>,
+    f: (records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]>,
+    options?: UpdateStateIteratorOptions<K, S>,
+  ): StatefulDStream<[K, S], [K, S]>;
+  updateStateByKeyIterator<K, V, S>(
+    this: DStream<[K, V]>,
+    f: (time: number, records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]>,
+    options: UpdateStateIteratorOptions<K, S> & { withTime: true },
+  ): StatefulDStream<[K, S], [K, S]>;
+  updateStateByKeyIterator<K, V, S>(
+    this: DStream<[K, V]>,
+    f:
+      | ((records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]>)
+      | ((time: number, records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]>),
+    options: UpdateStateIteratorOptions<K, S> & { withTime?: boolean } = {},
+  ): StatefulDStream<[K, S], [K, S]> {
+    const update: StateUpdate<K, V, S> = options.withTime
+      ? { kind: "timePartition", f: f as (time: number, records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]> }
+      : { kind: "partition", f: f as (records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]> };
+    return need(operators.updateState, "updateStateByKey")(this, update, options);
   }
 
   /** Spark's mapWithState: f(key, value, state) per record, with timeouts; see StateSpec. */
   mapWithState<K, V, S, M>(this: DStream<[K, V]>, spec: StateSpec<K, V, S, M>, options: NameOption = {}): MapWithStateDStream<K, V, S, M> {
     return need(operators.mapWithState, "mapWithState")(this, spec, options);
+  }
+
+  // ---- event time ---------------------------------------------------------------------------
+
+  /**
+   * Structured Streaming's withWatermark on a DStream: `eventTime(record)` is the record's event
+   * time (ms or a Date); records more than `delayThreshold` behind the largest event time seen are
+   * late. The result has countByEventWindow and reduceByKeyAndEventWindow (engine/eventtime).
+   */
+  withWatermark(eventTime: (x: T) => number | Date, delayThreshold: number): WatermarkedDStream<T> {
+    return need(operators.eventTime, "withWatermark").withWatermark(this, eventTime, delayThreshold);
   }
 
   // ---- output operations --------------------------------------------------------------------
@@ -534,16 +667,38 @@ export abstract class DStream<T> {
    */
   chart(spec: Record<string, unknown>, options: ChartOptions = {}): void {
     const sink = presenter().openChart(spec, options);
-    this.registerOutput("chart", (rdd, time) => {
-      sink.batch(time, rdd.collect().map((r) => toChartRow(r, time)));
+    // append and complete keep only the newest maxRows rows: only those are made, in slices, so a
+    // 1M-record batch feeds a chart without stalling the event loop.
+    const keep = options.mode === "update" ? Infinity : (options.maxRows ?? DEFAULT_MAX_ROWS);
+    this.registerOutput("chart", async (rdd, time) => {
+      sink.batch(time, await runSliced(chartRows(rdd, time, keep)));
     });
   }
 
-  private registerOutput(kind: string, fn: (rdd: RDD<T>, time: number) => void | Promise<void>, options: NameOption = {}): void {
+  protected registerOutput(kind: string, fn: (rdd: RDD<T>, time: number) => void | Promise<void>, options: NameOption = {}): void {
     const out = new ForEachDStream<T>(this.ssc, kind, this, fn, options);
     this.ssc.graph.addOutputStream(out as ForEachDStream<unknown>);
     presenter().outputDefined(() => this.ssc.graph.removeOutputStream(out as ForEachDStream<unknown>));
   }
+}
+
+/** The chart rows of the last `keep` records of `rdd`. */
+function* chartRows<T>(rdd: RDD<T>, time: number, keep: number): Sliced<ChartRow[]> {
+  const parts = yield* rdd.partsGen();
+  let skip = Math.max(0, parts.reduce((n, p) => n + p.length, 0) - keep);
+  const rows: ChartRow[] = [];
+  for (const p of parts) {
+    if (skip >= p.length) {
+      skip -= p.length;
+      continue;
+    }
+    for (let i = skip; i < p.length; i++) {
+      rows.push(toChartRow(p[i], time));
+      if ((rows.length & (CHUNK - 1)) === 0) yield;
+    }
+    skip = 0;
+  }
+  return rows;
 }
 
 export function toChartRow(r: unknown, time: number): ChartRow {
@@ -563,9 +718,43 @@ export abstract class StatefulDStream<T, S = T> extends DStream<T> {
   abstract checkpointState(): unknown;
   /** Checkpoint hook: replaces the state with what checkpointState() returned. */
   abstract restoreState(data: unknown): void;
+  /**
+   * Checkpoint hook: the same value as checkpointState(), copied a chunk at a time (runSliced drives
+   * it while batches wait), so a large state never holds the event loop for long.
+   */
+  checkpointStateSliced?(): Sliced<unknown>;
 }
 
-/** One or more parents, each batch's RDDs combined by fn; absent parents count as empty RDDs. */
+function checkSameSlide(kind: string, parents: DStream<unknown>[]): void {
+  const slide = parents[0]?.slideDuration;
+  for (const p of parents) {
+    if (p.slideDuration !== slide) {
+      throw new InvalidDurationError(`${kind}: the streams have different slide durations (${slide} ms and ${p.slideDuration} ms); window them alike first`);
+    }
+  }
+}
+
+/** One parent, each batch's RDD mapped by fn (map, filter, reduceByKey, ...); no RDD in, none out. */
+export class DerivedDStream<T, U> extends DStream<U> {
+  constructor(
+    readonly parent: DStream<T>,
+    kind: string,
+    private readonly fn: (rdd: RDD<T>, time: number) => RDD<U>,
+    options?: NameOption,
+  ) {
+    super(parent.ssc, kind, [parent as DStream<unknown>], options);
+  }
+
+  compute(time: number): Maybe<RDD<U>> {
+    const r = this.parent.getOrCompute(time);
+    return r ? this.fn(r, time) : undefined;
+  }
+}
+
+/**
+ * Spark's TransformedDStream: the RDDs of all parents at a time combined by fn (transform,
+ * transformWith, joins). Every parent must have an RDD then, and fn must return one.
+ */
 export class TransformedDStream<U> extends DStream<U> {
   constructor(
     ssc: StreamingContext,
@@ -574,32 +763,44 @@ export class TransformedDStream<U> extends DStream<U> {
     private readonly fn: (rdds: RDD<unknown>[], time: number) => RDD<U>,
     options?: NameOption,
   ) {
+    if (parents.length === 0) throw new IllegalArgumentError(`${kind}: list of DStreams to transform is empty`);
     super(ssc, kind, parents, options);
-    const slide = parents[0]?.slideDuration;
-    for (const p of parents) {
-      if (p.slideDuration !== slide) {
-        throw new InvalidDurationError(`${kind}: the streams have different slide durations (${slide} ms and ${p.slideDuration} ms); window them alike first`);
-      }
-    }
+    checkSameSlide(kind, parents);
   }
 
   compute(time: number): Maybe<RDD<U>> {
     const rdds: RDD<unknown>[] = [];
-    let any = false;
     for (const p of this.dependencies) {
       const r = p.getOrCompute(time);
-      if (r) any = true;
-      rdds.push(r ?? this.ssc.sc.emptyRDD());
+      if (!r) throw new MissingParentRDDError(`Couldn't generate RDD from parent at time ${formatTime(time)}: ${p} has no RDD then`);
+      rdds.push(r);
     }
-    if (!any) return undefined;
-    return this.fn(rdds, time);
+    const out = this.fn(rdds, time) as RDD<U> | null | undefined;
+    if (out === null || out === undefined) {
+      throw new NullTransformResultError(
+        "Transform function must not return null. Return sc.emptyRDD() instead to represent no element as the result of transformation.",
+      );
+    }
+    return out;
   }
 }
 
-export class UnionDStream<T> extends TransformedDStream<T> {
+/** Spark's UnionDStream: the records of every parent, batch by batch; every parent must have an RDD. */
+export class UnionDStream<T> extends DStream<T> {
   constructor(ssc: StreamingContext, parents: DStream<T>[]) {
-    if (parents.length === 0) throw new IllegalArgumentError("union: give at least one stream");
-    super(ssc, "union", parents as DStream<unknown>[], (rdds) => (rdds[0] as RDD<T>).union(...(rdds.slice(1) as RDD<T>[])));
+    if (parents.length === 0) throw new IllegalArgumentError("union: list of DStreams to union is empty");
+    super(ssc, "union", parents as DStream<unknown>[]);
+    checkSameSlide("union", parents as DStream<unknown>[]);
+  }
+
+  compute(time: number): Maybe<RDD<T>> {
+    // As Spark: every parent is asked for its RDD first (sources take their batch), then checked.
+    const rdds = this.dependencies.map((p) => p.getOrCompute(time) as RDD<T> | undefined);
+    const missing = rdds.findIndex((r) => r === undefined);
+    if (missing >= 0) {
+      throw new MissingParentRDDError(`Could not generate RDD from a parent for unifying at time ${formatTime(time)}: ${this.dependencies[missing]} has no RDD then`);
+    }
+    return this.ssc.sc.union(rdds as RDD<T>[]);
   }
 }
 

@@ -39,3 +39,12 @@ export class EmptyRDDError extends StreamingError {}
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
+
+/** A transform, transformWith or union whose parent stream has no RDD at a batch time (Spark raises too). */
+export class MissingParentRDDError extends StreamingError {}
+
+/** A transform function returned null or undefined instead of an RDD (return sc.emptyRDD() for nothing). */
+export class NullTransformResultError extends StreamingError {}
+
+/** A broadcast variable used after destroy(). */
+export class BroadcastDestroyedError extends StreamingError {}

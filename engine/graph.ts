@@ -5,6 +5,7 @@ import type { DStream, ForEachDStream } from "./dstream.js";
 import { StatefulDStream } from "./dstream.js";
 import type { InputDStream } from "./sources/input.js";
 import type { RDD } from "./rdd.js";
+import type { EventTimeProgress } from "./listener.js";
 
 export interface GeneratedJob {
   /** Position of the output operation in definition order. */
@@ -29,6 +30,25 @@ export class DStreamGraph {
   lastCompletedTime?: number;
   /** Set by ssc.remember(ms): keep every stream's RDDs at least this long. */
   rememberDuration?: number;
+  private readonly preparations = new Map<number, (() => Promise<void>)[]>();
+  private readonly preparing = new Map<number, Promise<void>>();
+
+  private readonly eventTimeProgress = new Map<number, Record<string, EventTimeProgress>>();
+
+  /** Event-time operators report their progress for batch `time` (it goes into that batch's BatchInfo). */
+  reportEventTime(time: number, streamName: string, progress: EventTimeProgress): void {
+    let m = this.eventTimeProgress.get(time);
+    if (!m) this.eventTimeProgress.set(time, (m = {}));
+    m[streamName] = progress;
+  }
+
+  /** The progress reported for batch `time`, removed. */
+  takeEventTime(time: number): Record<string, EventTimeProgress> | undefined {
+    const m = this.eventTimeProgress.get(time);
+    this.eventTimeProgress.delete(time);
+    for (const t of this.eventTimeProgress.keys()) if (t < time) this.eventTimeProgress.delete(t);
+    return m;
+  }
 
   nextUid(): number {
     return this.uidCounter++;
@@ -95,7 +115,15 @@ export class DStreamGraph {
         // A user function that runs while the batch is defined (transform) fails this output's job.
         run = () => Promise.reject(e);
       }
-      if (run) jobs.push({ outputId: this.outputIds.get(out) ?? -1, name: out.kind, description: `${out.kind} of ${out.parent.name}`, run });
+      if (run) {
+        const job = run;
+        // Asynchronous steps of this batch (async transforms, SQL) run first, once, in definition order.
+        const prepared: GeneratedJob["run"] = async (cancelled) => {
+          await this.prepareBatch(time);
+          await job(cancelled);
+        };
+        jobs.push({ outputId: this.outputIds.get(out) ?? -1, name: out.kind, description: `${out.kind} of ${out.parent.name}`, run: prepared });
+      }
     }
     return jobs;
   }
@@ -110,7 +138,40 @@ export class DStreamGraph {
     return counts;
   }
 
+  /**
+   * Registers an asynchronous step of batch `time` (an async transform's function, a SQL query, a
+   * refresh of files), run before the batch's first job computes anything, in registration order.
+   * A step reports its own failure through the RDD it produces; it must not reject.
+   */
+  addBatchPreparation(time: number, step: () => Promise<void>): void {
+    const steps = this.preparations.get(time);
+    if (steps) steps.push(step);
+    else this.preparations.set(time, [step]);
+  }
+
+  /** Runs batch `time`'s registered steps once; every job of the batch awaits the same run. */
+  prepareBatch(time: number): Promise<void> {
+    const running = this.preparing.get(time);
+    if (running) return running;
+    const steps = this.preparations.get(time);
+    if (!steps) return Promise.resolve();
+    const run = (async () => {
+      // Steps may register more steps for the same batch while they run (a refresh before a query).
+      for (let i = 0; i < steps.length; i++) {
+        try {
+          await (steps[i] as () => Promise<void>)();
+        } catch {
+          // A step's failure is reported by the RDD it fills; nothing else to do here.
+        }
+      }
+    })();
+    this.preparing.set(time, run);
+    return run;
+  }
+
   batchCompleted(time: number): void {
+    for (const t of this.preparations.keys()) if (t <= time) this.preparations.delete(t);
+    for (const t of this.preparing.keys()) if (t <= time) this.preparing.delete(t);
     if (this.lastCompletedTime === undefined || time > this.lastCompletedTime) this.lastCompletedTime = time;
     for (const s of this.streams) s.clearMetadata(time);
   }
@@ -119,5 +180,7 @@ export class DStreamGraph {
   reset(zeroTime: number, clear = true): void {
     this.zeroTime = zeroTime;
     if (clear) for (const s of this.streams) s.clearAll();
+    this.preparations.clear();
+    this.preparing.clear();
   }
 }

@@ -4,14 +4,14 @@ export { StreamingContext, checkpointSupport } from "./context.js";
 export type { StreamingContextOptions, StreamingConf, StopOptions, StartOptions, StreamingState } from "./context.js";
 export { SparkContext, RDD, formatRecord, JUPYTER_DISPLAY } from "./rdd.js";
 export type { SparkContextOptions, MimeBundle } from "./rdd.js";
-export { DStream, StatefulDStream, TransformedDStream, UnionDStream, ForEachDStream } from "./dstream.js";
-export type { NameOption, UpdateStateOptions, ReduceWindowOptions } from "./dstream.js";
+export { DStream, StatefulDStream, TransformedDStream, UnionDStream, ForEachDStream, DerivedDStream } from "./dstream.js";
+export type { NameOption, UpdateStateOptions, UpdateStateIteratorOptions, ReduceWindowOptions } from "./dstream.js";
 export { WindowedDStream, ReducedWindowedDStream } from "./window.js";
 export { StateSpec, State, StateDStream, MapWithStateDStream } from "./state.js";
-export type { MappingFunction, StateCheckpoint } from "./state.js";
+export type { MappingFunction, MappingFunctionWithTime, StateCheckpoint } from "./state.js";
 export { Milliseconds, Seconds, Minutes } from "./duration.js";
 export * from "./errors.js";
-export type { StreamingListener, BatchInfo, OutputOperationInfo, ReceiverInfo } from "./listener.js";
+export type { StreamingListener, BatchInfo, OutputOperationInfo, ReceiverInfo, EventTimeProgress, DroppedRecordsInfo } from "./listener.js";
 export { ManualClock, SystemClock } from "./clock.js";
 export type { Clock } from "./clock.js";
 export { DStreamGraph } from "./graph.js";
@@ -42,3 +42,21 @@ export {
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
 export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+export { StorageLevel } from "./storage.js";
+export type { StorageLevelName } from "./storage.js";
+export { Broadcast, AccumulatorV2, LongAccumulator, DoubleAccumulator, CollectionAccumulator } from "./shared/index.js";
+export type { AccumulatorInfo } from "./shared/index.js";
+export { WatermarkedDStream, EventWindowDStream } from "./eventtime/index.js";
+export type { EventWindow, EventWindowRow, EventWindowOptions, EventWindowOutputMode } from "./eventtime/index.js";
+// SQL over DuckDB (DuckDB itself loads on first use): SparkSession, DataFrame, toDF, stream.sql, views, sinks.
+export * from "./sql/index.js";
+export { AsyncTransformedDStream, AsyncStepPendingError } from "./async.js";
+// A live dashboard outside the notebook (importing it adds ssc.dashboard() and stream.dashboard()).
+export { Dashboard } from "./dashboard/index.js";
+export type { DashboardOptions } from "./dashboard/index.js";
+export { ChartModel, ChartOptionsError } from "./chart.js";
+export type { VegaLiteSpec } from "./chart.js";
+// MLlib's streaming algorithms: Vectors, LabeledPoint, StreamingKMeans, streaming regression, StreamingTest.
+export * from "./ml/index.js";
+// Importing the group area plugs `new StreamingContext(sc, batch, { group })` into the context.
+export * from "./group/index.js";

@@ -40,6 +40,8 @@ export interface JobSet {
   time: number;
   jobs: GeneratedJob[];
   info: BatchInfo;
+  /** Settles when the batch may run its jobs (its input selection is durable); never rejects. */
+  ready?: Promise<void>;
 }
 
 export interface JobSchedulerHooks {
@@ -47,12 +49,18 @@ export interface JobSchedulerHooks {
   onError(error: unknown): void;
   /** After a batch's jobs: forget old RDDs, write checkpoints. Awaited before the next batch starts. */
   afterBatch(time: number): Promise<void>;
+  /** A batch left the queue: batches held back by overload may be generated now. */
+  refill?(): void;
+  /** Adds what operators reported during the batch (event-time progress) before listeners hear of it. */
+  completing?(info: BatchInfo): void;
 }
 
 export class JobScheduler {
   private readonly queue: JobSet[] = [];
   private running?: JobSet;
   private loop?: Promise<void>;
+  /** A drain loop is running (set synchronously, unlike `loop`). */
+  private draining = false;
   private cancelled = false;
 
   constructor(
@@ -60,15 +68,29 @@ export class JobScheduler {
     private readonly hooks: JobSchedulerHooks,
   ) {}
 
-  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>): void {
+  /** Generated batches waiting behind the running one. */
+  get queuedBatches(): number {
+    return this.queue.length;
+  }
+
+  /** `dueAt`: when the batch fell due, if generation was held back (its scheduling delay counts from then). */
+  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>, ready?: Promise<void>, dueAt?: number): void {
     const numRecords = Object.values(streamIdToNumRecords).reduce((a, b) => a + b, 0);
-    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
-    this.queue.push({ time, jobs, info });
+    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: dueAt ?? Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
+    this.queue.push({ time, jobs, info, ready });
     this.bus.post("onBatchSubmitted", { batchInfo: { ...info } });
-    if (!this.loop) {
-      this.loop = this.drain()
-        .catch((e) => this.hooks.onError(e))
-        .finally(() => (this.loop = undefined));
+    if (!this.draining) {
+      // Set before drain() runs: it may submit more (refill) before its first await.
+      this.draining = true;
+      const loop: Promise<void> = this.drain()
+        .catch((e) => {
+          this.draining = false;
+          this.hooks.onError(e);
+        })
+        .finally(() => {
+          if (this.loop === loop) this.loop = undefined;
+        });
+      this.loop = loop;
     }
   }
 
@@ -93,31 +115,47 @@ export class JobScheduler {
   private async drain(): Promise<void> {
     for (;;) {
       const set = this.queue.shift();
-      if (!set) return;
+      if (!set) {
+        this.draining = false;
+        return;
+      }
       this.running = set;
       try {
+        // Room in the queue: batches held back by overload are generated (before this one runs).
+        if (!this.cancelled) this.hooks.refill?.();
         await this.runJobSet(set);
       } finally {
         this.running = undefined;
       }
+      if (!this.cancelled) this.hooks.refill?.();
     }
   }
 
   private async runJobSet(set: JobSet): Promise<void> {
+    // What the batch took is durable before any of its output runs (the log's fsync ran meanwhile).
+    if (set.ready) await set.ready;
     const info = set.info;
     info.processingStartTime = Date.now();
     info.schedulingDelay = info.processingStartTime - info.submissionTime;
     this.bus.post("onBatchStarted", { batchInfo: { ...info } });
     const isCancelled = () => this.cancelled;
+    // A batch abandoned by a plain stop is not completed: no completion event, no checkpoint through it.
+    // It stays pending (in the batch log and in later checkpoints), so recovery runs it again whole.
+    let abandoned = false;
     for (const job of set.jobs) {
-      if (this.cancelled) break;
+      if (this.cancelled) {
+        abandoned = true;
+        break;
+      }
       const op: OutputOperationInfo = { batchTime: set.time, id: job.outputId, name: job.name, description: job.description, startTime: Date.now() };
       this.bus.post("onOutputOperationStarted", { outputOperationInfo: { ...op } });
       try {
         await job.run(isCancelled);
       } catch (e) {
-        if (e instanceof CancelledError) op.failureReason = e.message;
-        else {
+        if (e instanceof CancelledError) {
+          op.failureReason = e.message;
+          abandoned = true;
+        } else {
           op.failureReason = errorMessage(e);
           info.failureReason ??= op.failureReason;
           this.hooks.onError(e);
@@ -128,9 +166,11 @@ export class JobScheduler {
       (info.outputOperationInfos as Record<number, OutputOperationInfo>)[op.id] = op;
       this.bus.post("onOutputOperationCompleted", { outputOperationInfo: { ...op } });
     }
+    if (abandoned) return;
     info.processingEndTime = Date.now();
     info.processingDelay = info.processingEndTime - info.processingStartTime;
     info.totalDelay = info.processingEndTime - info.submissionTime;
+    this.hooks.completing?.(info);
     this.bus.post("onBatchCompleted", { batchInfo: { ...info } });
     try {
       await this.hooks.afterBatch(set.time);

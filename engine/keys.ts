@@ -108,33 +108,126 @@ interface Slot<K, V> {
   v: V;
 }
 
+/** Tuples of primitives (the common `[word, 1]` key) skip string encoding: a trie of native Maps. */
+type TrieNode = Map<unknown, unknown>;
+
+/** True for an array whose elements are all primitives (or functions): it can live in the trie. */
+function isFlatTuple(k: object): k is unknown[] {
+  if (!Array.isArray(k)) return false;
+  for (let i = 0; i < k.length; i++) {
+    const e: unknown = k[i];
+    if (typeof e === "object" && e !== null) return false;
+  }
+  return true;
+}
+
 /**
  * A Map whose keys compare as keysEqual says. Primitive and identity keys go straight into a native
- * Map (no cost beyond one typeof); value keys are stored by their canonical string in a second Map,
- * with the first-seen key object. Iteration visits the native Map's keys first, then the value
- * keys, each group in insertion order. Mutating while iterating is safe as with a Map, except that
- * a value key added during an iteration that began with none may not be visited.
+ * Map (no cost beyond one typeof); tuples of primitives go into a trie of native Maps, one level per
+ * element (no string building); other value keys are stored by their canonical string in a third
+ * Map, with the first-seen key object. Iteration visits the native Map's keys first, then the
+ * value keys (tuples and the others together), each group in insertion order. Mutating while iterating is
+ * safe as with a Map, except that a value key added during an iteration that began with none may
+ * not be visited.
  */
 export class KeyedMap<K, V> implements Iterable<[K, V]> {
   private direct = new Map<K, V>();
   private byValue = new Map<string, Slot<K, V>>();
+  /** Tuple length -> trie whose last level holds the Slot (pairs have their own two levels). */
+  private tuples = new Map<number, TrieNode>();
+  private pairs = new Map<unknown, Map<unknown, Slot<K, V>>>();
+  /** Every value key's slot (trie or string-keyed) in insertion order, for iteration. */
+  private valueSlots = new Set<Slot<K, V>>();
 
   constructor(entries?: Iterable<readonly [K, V]> | null) {
     if (entries) for (const [k, v] of entries) this.set(k, v);
   }
 
   get size(): number {
-    return this.direct.size + this.byValue.size;
+    return this.direct.size + this.valueSlots.size;
+  }
+
+  /** The trie slot of a flat tuple, created (with value v) when `create` and absent. */
+  private tupleSlot(k: unknown[], create: boolean, v?: V): Slot<K, V> | undefined {
+    const n = k.length;
+    if (n === 2) {
+      // Pairs (the common tuple key) skip the length level: two native lookups.
+      let inner = this.pairs.get(k[0]);
+      if (inner === undefined) {
+        if (!create) return undefined;
+        this.pairs.set(k[0], (inner = new Map()));
+      }
+      let slot = inner.get(k[1]);
+      if (slot === undefined && create) {
+        inner.set(k[1], (slot = { k: k as K, v: v as V }));
+        this.valueSlots.add(slot);
+      }
+      return slot;
+    }
+    let node = this.tuples.get(n);
+    if (!node) {
+      if (!create) return undefined;
+      this.tuples.set(n, (node = new Map()));
+    }
+    if (n === 0) {
+      let slot = node.get(undefined) as Slot<K, V> | undefined;
+      if (!slot && create) {
+        node.set(undefined, (slot = { k: k as K, v: v as V }));
+        this.valueSlots.add(slot);
+      }
+      return slot;
+    }
+    for (let i = 0; i < n - 1; i++) {
+      let next = node.get(k[i]) as TrieNode | undefined;
+      if (!next) {
+        if (!create) return undefined;
+        node.set(k[i], (next = new Map()));
+      }
+      node = next;
+    }
+    let slot = node.get(k[n - 1]) as Slot<K, V> | undefined;
+    if (!slot && create) {
+      node.set(k[n - 1], (slot = { k: k as K, v: v as V }));
+      this.valueSlots.add(slot);
+    }
+    return slot;
+  }
+
+  private deleteTuple(k: unknown[]): boolean {
+    const n = k.length;
+    if (n === 2) {
+      const inner = this.pairs.get(k[0]);
+      const slot = inner?.get(k[1]);
+      if (!inner || !slot) return false;
+      inner.delete(k[1]);
+      if (inner.size === 0) this.pairs.delete(k[0]);
+      this.valueSlots.delete(slot);
+      return true;
+    }
+    let node = this.tuples.get(n);
+    if (!node) return false;
+    for (let i = 0; i < n - 1; i++) {
+      node = node.get(k[i]) as TrieNode | undefined;
+      if (!node) return false;
+    }
+    const last = n === 0 ? undefined : k[n - 1];
+    const slot = node.get(last) as Slot<K, V> | undefined;
+    if (!slot) return false;
+    node.delete(last);
+    this.valueSlots.delete(slot);
+    return true;
   }
 
   get(k: K): V | undefined {
     if (typeof k !== "object" || k === null) return this.direct.get(k);
+    if (isFlatTuple(k)) return this.tupleSlot(k, false)?.v;
     const e = structuralKey(k);
     return e === undefined ? this.direct.get(k) : this.byValue.get(e)?.v;
   }
 
   has(k: K): boolean {
     if (typeof k !== "object" || k === null) return this.direct.has(k);
+    if (isFlatTuple(k)) return this.tupleSlot(k, false) !== undefined;
     const e = structuralKey(k);
     return e === undefined ? this.direct.has(k) : this.byValue.has(e);
   }
@@ -144,25 +237,39 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
       this.direct.set(k, v);
       return this;
     }
+    if (isFlatTuple(k)) {
+      const slot = this.tupleSlot(k, true, v) as Slot<K, V>;
+      slot.v = v;
+      return this;
+    }
     const e = structuralKey(k);
     if (e === undefined) this.direct.set(k, v);
     else {
       const slot = this.byValue.get(e);
       if (slot) slot.v = v;
-      else this.byValue.set(e, { k, v });
+      else this.addValueSlot(e, { k, v });
     }
     return this;
   }
 
   delete(k: K): boolean {
     if (typeof k !== "object" || k === null) return this.direct.delete(k);
+    if (isFlatTuple(k)) return this.deleteTuple(k);
     const e = structuralKey(k);
-    return e === undefined ? this.direct.delete(k) : this.byValue.delete(e);
+    if (e === undefined) return this.direct.delete(k);
+    const slot = this.byValue.get(e);
+    if (!slot) return false;
+    this.byValue.delete(e);
+    this.valueSlots.delete(slot);
+    return true;
   }
 
   clear(): void {
     this.direct.clear();
     this.byValue.clear();
+    this.tuples.clear();
+    this.pairs.clear();
+    this.valueSlots.clear();
   }
 
   /** Sets k to v when absent, else to f(current, v): reduceByKey's step, with one key lookup. */
@@ -173,6 +280,23 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
       if (prev !== undefined) d.set(k, f(prev, v));
       else d.set(k, d.has(k) ? f(prev as V, v) : v);
       return;
+    }
+    if (Array.isArray(k) && k.length === 2) {
+      // The hot case (reduceByKey on [word, n] keys), kept apart from combine so its call of f stays monomorphic.
+      const a: unknown = k[0];
+      const b: unknown = k[1];
+      if ((typeof a !== "object" || a === null) && (typeof b !== "object" || b === null)) {
+        let inner = this.pairs.get(a);
+        if (inner === undefined) this.pairs.set(a, (inner = new Map()));
+        const slot = inner.get(b);
+        if (slot !== undefined) slot.v = f(slot.v, v);
+        else {
+          const fresh = { k, v };
+          inner.set(b, fresh);
+          this.valueSlots.add(fresh);
+        }
+        return;
+      }
     }
     this.combineObject(k, v, same as (x: V) => V, f);
   }
@@ -189,6 +313,29 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   }
 
   private combineObject<X>(k: K & object, x: X, create: (x: X) => V, mergeValue: (c: V, x: X) => V): void {
+    if (Array.isArray(k) && k.length === 2) {
+      // The hot case (reduceByKey on [word, n] keys): two lookups and a field write.
+      const a: unknown = k[0];
+      const b: unknown = k[1];
+      if ((typeof a !== "object" || a === null) && (typeof b !== "object" || b === null)) {
+        let inner = this.pairs.get(a);
+        if (inner === undefined) this.pairs.set(a, (inner = new Map()));
+        const slot = inner.get(b);
+        if (slot !== undefined) slot.v = mergeValue(slot.v, x);
+        else {
+          const fresh = { k: k as K, v: create(x) };
+          inner.set(b, fresh);
+          this.valueSlots.add(fresh);
+        }
+        return;
+      }
+    }
+    if (isFlatTuple(k)) {
+      const slot = this.tupleSlot(k, false);
+      if (slot) slot.v = mergeValue(slot.v, x);
+      else this.tupleSlot(k, true, create(x));
+      return;
+    }
     const e = structuralKey(k);
     if (e === undefined) {
       const d = this.direct;
@@ -198,39 +345,48 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
     }
     const slot = this.byValue.get(e);
     if (slot) slot.v = mergeValue(slot.v, x);
-    else this.byValue.set(e, { k, v: create(x) });
+    else this.addValueSlot(e, { k, v: create(x) });
+  }
+
+  private addValueSlot(e: string, slot: Slot<K, V>): void {
+    this.byValue.set(e, slot);
+    this.valueSlots.add(slot);
   }
 
   [Symbol.iterator](): IterableIterator<[K, V]> {
     return this.entries();
   }
 
+  private get onlyDirect(): boolean {
+    return this.valueSlots.size === 0;
+  }
+
   entries(): IterableIterator<[K, V]> {
     // With no value keys, the native iterator (the common case: string or number keys).
-    return this.byValue.size === 0 ? this.direct.entries() : this.allEntries();
+    return this.onlyDirect ? this.direct.entries() : this.allEntries();
   }
 
   private *allEntries(): IterableIterator<[K, V]> {
     yield* this.direct.entries();
-    for (const s of this.byValue.values()) yield [s.k, s.v];
+    for (const s of this.valueSlots) yield [s.k, s.v];
   }
 
   keys(): IterableIterator<K> {
-    return this.byValue.size === 0 ? this.direct.keys() : this.allKeys();
+    return this.onlyDirect ? this.direct.keys() : this.allKeys();
   }
 
   private *allKeys(): IterableIterator<K> {
     yield* this.direct.keys();
-    for (const s of this.byValue.values()) yield s.k;
+    for (const s of this.valueSlots) yield s.k;
   }
 
   values(): IterableIterator<V> {
-    return this.byValue.size === 0 ? this.direct.values() : this.allValues();
+    return this.onlyDirect ? this.direct.values() : this.allValues();
   }
 
   private *allValues(): IterableIterator<V> {
     yield* this.direct.values();
-    for (const s of this.byValue.values()) yield s.v;
+    for (const s of this.valueSlots) yield s.v;
   }
 
   forEach(fn: (v: V, k: K) => void): void {
@@ -241,7 +397,7 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   copy(): KeyedMap<K, V> {
     const c = new KeyedMap<K, V>();
     c.direct = new Map(this.direct);
-    for (const [e, s] of this.byValue) c.byValue.set(e, { k: s.k, v: s.v });
+    for (const s of this.valueSlots) c.set(s.k, s.v);
     return c;
   }
 

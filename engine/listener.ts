@@ -37,6 +37,37 @@ export interface BatchInfo {
   outputOperationInfos?: Record<number, OutputOperationInfo>;
   /** The first failure of an output operation of this batch, if any. */
   failureReason?: string;
+  /** Event-time operators of this batch, by stream name: watermark, late records dropped, window state. */
+  eventTime?: Record<string, EventTimeProgress>;
+}
+
+/** One event-time operator in one batch (Structured Streaming's eventTime and stateOperators progress). */
+export interface EventTimeProgress {
+  /** The watermark this batch applied (ms of event time); undefined before any event was seen. */
+  watermark?: number;
+  /** The largest event time seen so far (ms). */
+  maxEventTime?: number;
+  /** Records of this batch older than the watermark: dropped, counted here. */
+  numRowsDroppedByWatermark: number;
+  /** (window, key) rows kept in state after this batch. */
+  numRowsTotal: number;
+  /** (window, key) rows this batch changed. */
+  numRowsUpdated: number;
+  /** Windows evicted by this batch because the watermark passed their end. */
+  numWindowsEvicted: number;
+}
+
+/** Records an input stream dropped (a streambook addition: Spark blocks its receivers instead). */
+export interface DroppedRecordsInfo {
+  streamId: number;
+  name: string;
+  /** Records dropped since this stream's previous report. */
+  count: number;
+  /** Records this stream dropped in all. */
+  total: number;
+  reason: string;
+  /** Clock time of the report. */
+  time: number;
 }
 
 export interface StreamingListener {
@@ -49,6 +80,8 @@ export interface StreamingListener {
   onReceiverStarted?(e: { receiverInfo: ReceiverInfo }): void;
   onReceiverError?(e: { receiverInfo: ReceiverInfo }): void;
   onReceiverStopped?(e: { receiverInfo: ReceiverInfo }): void;
+  /** An input stream dropped records (at most one report a second per stream, with counts). */
+  onRecordsDropped?(e: { droppedInfo: DroppedRecordsInfo }): void;
   onStreamingStopped?(e: { time: number }): void;
 }
 

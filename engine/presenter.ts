@@ -36,7 +36,7 @@ const printToConsole: Presenter = {
     let warned = false;
     return {
       batch: () => {
-        if (!warned) console.warn("chart(): charts are shown in a notebook; outside one the rows are dropped");
+        if (!warned) console.warn("chart(): charts are shown in a notebook; outside one, open them with await ssc.dashboard()");
         warned = true;
       },
     };

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { EmptyRDDError, IllegalArgumentError, RDDBusyError } from "./errors.js";
 import { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
+import { AccumulatorV2, Broadcast, CollectionAccumulator, DoubleAccumulator, LongAccumulator, type AccumulatorInfo } from "./shared/index.js";
 
 /** The display protocol (as in Deno's kernel): a value with this method renders itself as a MIME bundle. */
 export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
@@ -122,6 +123,15 @@ export class RDD<T> {
       this.op = source.op;
       this.sink = source.sink;
     } else this.gen = source.gen;
+  }
+
+  /** Spark's rdd.sparkContext (and rdd.context): the SparkContext that made this RDD. */
+  get sparkContext(): SparkContext {
+    return this.sc;
+  }
+
+  get context(): SparkContext {
+    return this.sc;
   }
 
   /** Pairs kept in a KeyedMap (unique keys), when this RDD keeps them that way. */
@@ -540,9 +550,10 @@ export class RDD<T> {
   reduceByKey<K, V>(this: RDD<[K, V]>, f: (a: V, b: V) => V, numPartitions?: number): RDD<[K, V]> {
     const self = this;
     return this.derive<[K, V]>(function* () {
-      const m = new KeyedMap<K, V>();
+      const m = new CombineBuffer<K, V>();
       yield* self.forEachRecord((kv) => m.merge(kv[0], kv[1], f));
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
+      const out = yield* m.finish();
+      return numPartitions && numPartitions > 1 ? split([...out], numPartitions) : (out as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -555,9 +566,10 @@ export class RDD<T> {
   ): RDD<[K, C]> {
     const self = this;
     return this.derive<[K, C]>(function* () {
-      const m = new KeyedMap<K, C>();
+      const m = new CombineBuffer<K, C>();
       yield* self.forEachRecord((kv) => m.combine(kv[0], kv[1], createCombiner, mergeValue));
-      return numPartitions && numPartitions > 1 ? split([...m], numPartitions) : (m as KeyedMap<unknown, unknown>);
+      const out = yield* m.finish();
+      return numPartitions && numPartitions > 1 ? split([...out], numPartitions) : (out as KeyedMap<unknown, unknown>);
     });
   }
 
@@ -667,6 +679,47 @@ export class RDD<T> {
 }
 
 const add = (a: number, b: number) => a + b;
+
+/**
+ * A shuffle's combining step: string and number keys (and other primitives) go into a native Map of
+ * boxes, so merging into a key already seen is one lookup and a field write (a KeyedMap's merge is
+ * a get and a set); value keys go through a KeyedMap. finish() hands the result over as a KeyedMap.
+ */
+class CombineBuffer<K, C> {
+  private readonly boxes = new Map<K, { c: C }>();
+  private values?: KeyedMap<K, C>;
+
+  merge(k: K, v: C, f: (a: C, b: C) => C): void {
+    if (typeof k === "object" && k !== null) {
+      (this.values ??= new KeyedMap<K, C>()).merge(k, v, f);
+      return;
+    }
+    const b = this.boxes.get(k);
+    if (b !== undefined) b.c = f(b.c, v);
+    else this.boxes.set(k, { c: v });
+  }
+
+  combine<X>(k: K, x: X, create: (x: X) => C, mergeValue: (c: C, x: X) => C): void {
+    if (typeof k === "object" && k !== null) {
+      (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
+      return;
+    }
+    const b = this.boxes.get(k);
+    if (b !== undefined) b.c = mergeValue(b.c, x);
+    else this.boxes.set(k, { c: create(x) });
+  }
+
+  *finish(): Sliced<KeyedMap<K, C>> {
+    const out = new KeyedMap<K, C>();
+    let n = 0;
+    for (const [k, b] of this.boxes) {
+      out.set(k, b.c);
+      if ((++n & (CHUNK - 1)) === 0) yield;
+    }
+    if (this.values) for (const [k, c] of this.values) out.set(k, c);
+    return out;
+  }
+}
 const newGroup = <W>(w: W): W[] => [w];
 const pushGroup = <W>(g: W[], w: W): W[] => (g.push(w), g);
 
@@ -822,6 +875,52 @@ export class SparkContext {
   union<T>(rdds: RDD<T>[]): RDD<T> {
     if (rdds.length === 0) return this.emptyRDD();
     return (rdds[0] as RDD<T>).union(...rdds.slice(1));
+  }
+
+  // ---- shared variables (Spark's guide, "Shared Variables") -------------------------------------
+
+  private readonly accumulators: AccumulatorV2<unknown, unknown>[] = [];
+
+  /** A read-only value every task can use: `b.value`; `b.unpersist()`, `b.destroy()`. */
+  broadcast<T>(value: T): Broadcast<T> {
+    return new Broadcast(value);
+  }
+
+  /** Registers an accumulator (named ones show in ssc.ui()). */
+  register(acc: AccumulatorV2<unknown, unknown>, name?: string): void {
+    if (name !== undefined) acc.name = name;
+    if (!this.accumulators.includes(acc)) this.accumulators.push(acc);
+  }
+
+  /** Sums integers: `add(n)`, `value`, `sum`, `count`, `avg`. */
+  longAccumulator(name?: string): LongAccumulator {
+    const acc = new LongAccumulator();
+    this.register(acc as AccumulatorV2<unknown, unknown>, name);
+    return acc;
+  }
+
+  /** Sums doubles: `add(x)`, `value`, `sum`, `count`, `avg`. */
+  doubleAccumulator(name?: string): DoubleAccumulator {
+    const acc = new DoubleAccumulator();
+    this.register(acc as AccumulatorV2<unknown, unknown>, name);
+    return acc;
+  }
+
+  /** Collects elements: `add(x)`, `value` (a copy of the list). */
+  collectionAccumulator<T>(name?: string): CollectionAccumulator<T> {
+    const acc = new CollectionAccumulator<T>();
+    this.register(acc as AccumulatorV2<unknown, unknown>, name);
+    return acc;
+  }
+
+  /** The named accumulators registered here, as ssc.ui() shows them. */
+  accumulatorInfos(): AccumulatorInfo[] {
+    return this.accumulators
+      .filter((a) => a.name !== undefined)
+      .map((a) => {
+        const v = a.value;
+        return { id: a.id, name: a.name as string, value: Array.isArray(v) ? `${v.length} elements` : String(v) };
+      });
   }
 
   stop(): void {

@@ -27,19 +27,30 @@ export class CancelledError extends Error {
   }
 }
 
-/** Runs `gen` in slices of at most ~budgetMs; `cancelled()` is polled at each yield. */
+/**
+ * Runs `gen` in slices of at most ~budgetMs; `cancelled()` is polled at each yield. A cancelled run
+ * throws CancelledError into the generator at its yield (not return(), which would skip the `catch`
+ * blocks that undo a half-applied state update), then rethrows it to the caller.
+ */
 export async function runSliced<T>(gen: Sliced<T>, cancelled?: () => boolean, budgetMs = SLICE_BUDGET_MS): Promise<T> {
   let start = performance.now();
+  let r = gen.next();
   for (;;) {
-    const r = gen.next();
     if (r.done) return r.value;
     if (performance.now() - start > budgetMs) {
       await yieldToLoop();
       if (cancelled?.()) {
-        gen.return(undefined as never);
-        throw new CancelledError();
+        const cancel = new CancelledError();
+        try {
+          gen.throw(cancel);
+        } finally {
+          // A generator that swallowed the error must not be left suspended half way.
+          gen.return(undefined as never);
+        }
+        throw cancel;
       }
       start = performance.now();
     }
+    r = gen.next();
   }
 }

@@ -1,11 +1,11 @@
 // Stateful operators: updateStateByKey (a new immutable state Map per batch) and mapWithState
 // (Spark's StateSpec/State, a per-key function with timeouts over a Map updated in place).
 
-import { DStream, operators, StatefulDStream, type NameOption, type UpdateStateOptions } from "./dstream.js";
+import { DStream, operators, StatefulDStream, type NameOption, type StateUpdate, type UpdateStateOptions } from "./dstream.js";
 import { StateError } from "./errors.js";
-import { KeyedMap } from "./keys.js";
+import { KeyedMap, KeyedSet } from "./keys.js";
 import type { KeyedView, RDD } from "./rdd.js";
-import { CHUNK, runSync, type Sliced } from "./slicing.js";
+import { CancelledError, CHUNK, runSync, type Sliced } from "./slicing.js";
 import { forEachPair } from "./window.js";
 
 /**
@@ -72,6 +72,8 @@ class StateStore<K, S> {
 
   /** Starts changing the live Map; the current version starts reading through the log of what it had. */
   begin(): void {
+    // An update that never finished (nor rolled back) must not leave its half in the live Map.
+    this.rollback();
     const prev = this.current;
     this.log = new KeyedMap();
     prev.undo = this.log;
@@ -139,7 +141,7 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
 
   constructor(
     readonly parent: DStream<[K, V]>,
-    private readonly f: (values: V[], state: S | undefined, key: K) => S | undefined,
+    private readonly update: StateUpdate<K, V, S>,
     options: UpdateStateOptions<K, S>,
   ) {
     super(parent.ssc, "updateStateByKey", [parent as DStream<unknown>], { name: options.name });
@@ -155,9 +157,11 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
   compute(time: number): RDD<[K, S]> | undefined {
     const data = this.parent.getOrCompute(time);
     let prev = this.lastState;
-    // As Spark: without new data the state carries over unchanged.
-    if (!data && prev) return prev;
-    const f = this.f;
+    // As Spark's StateDStream: with no state yet and no RDD from the parent there is nothing to do;
+    // with a state and no RDD, every key is updated with empty values (below, as for an empty batch).
+    if (!data && !prev) return undefined;
+    const perKey = this.update.kind === "key" || this.update.kind === "timeKey" ? this.keyFunction(time) : undefined;
+    const perPartition = perKey ? undefined : this.partitionFunction(time);
     const self = this;
     let failure: { error: unknown } | undefined;
     const rdd: RDD<[K, S]> = this.ssc.sc.deferredMap<K, S>(function* () {
@@ -166,8 +170,11 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
       try {
         return yield* update();
       } catch (error) {
-        failure = { error };
-        self.failed.add(rdd);
+        // A cancelled update (plain stop) was undone and may run again whole; a failed one may not.
+        if (!(error instanceof CancelledError)) {
+          failure = { error };
+          self.failed.add(rdd);
+        }
         throw error;
       }
     });
@@ -176,29 +183,49 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
       prev = undefined;
       const store = self.store;
       if (self.initial) {
-        const init = self.initial;
-        self.initial = undefined;
         const m: [K, S][] = [];
-        yield* forEachPair(init, (k, s) => void m.push([k, s]));
+        yield* forEachPair(self.initial, (k, s) => void m.push([k, s]));
+        // Only once read whole: a cancelled batch reads the initial state again when it runs again.
+        self.initial = undefined;
         store.reset(m);
       }
       const groups = new KeyedMap<K, V[]>();
       if (data) yield* forEachPair(data, (k, v) => groups.combine(k, v, newGroup, pushGroup));
       store.begin();
       try {
-        let n = 0;
-        for (const [k, s] of store.map) {
-          const vs = groups.get(k);
-          if (vs) groups.delete(k);
-          const ns = f(vs ?? [], s, k);
-          if (ns === undefined) store.delete(k);
-          else if (ns !== s) store.set(k, ns);
-          if ((++n & (CHUNK - 1)) === 0) yield;
-        }
-        for (const [k, vs] of groups) {
-          const ns = f(vs, undefined, k);
-          if (ns !== undefined) store.set(k, ns);
-          if ((++n & (CHUNK - 1)) === 0) yield;
+        if (perKey) {
+          let n = 0;
+          for (const [k, s] of store.map) {
+            const vs = groups.get(k);
+            if (vs) groups.delete(k);
+            const ns = perKey(vs ?? [], s, k);
+            if (ns === undefined) store.delete(k);
+            else if (ns !== s) store.set(k, ns);
+            if ((++n & (CHUNK - 1)) === 0) yield;
+          }
+          for (const [k, vs] of groups) {
+            const ns = perKey(vs, undefined, k);
+            if (ns !== undefined) store.set(k, ns);
+            if ((++n & (CHUNK - 1)) === 0) yield;
+          }
+        } else {
+          // One partition: the user's function sees every key with new values or a state, once.
+          const live = store.map;
+          function* records(): IterableIterator<[K, V[], S | undefined]> {
+            for (const [k, s] of live) yield [k, groups.get(k) ?? [], s];
+            for (const [k, vs] of groups) if (!live.has(k)) yield [k, vs, undefined];
+          }
+          const keep = new KeyedSet<K>();
+          const out: [K, S][] = [];
+          for (const kv of (perPartition as (r: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]>)(records())) out.push(kv);
+          yield;
+          for (const [k, ns] of out) {
+            keep.add(k);
+            if (!live.has(k) || live.get(k) !== ns) store.set(k, ns);
+          }
+          const gone: K[] = [];
+          for (const k of live.keys()) if (!keep.has(k)) gone.push(k);
+          for (const k of gone) store.delete(k);
         }
       } catch (e) {
         store.rollback();
@@ -209,6 +236,22 @@ export class StateDStream<K, V, S> extends StatefulDStream<[K, S], [K, S]> {
     }
     this.lastState = rdd;
     return rdd;
+  }
+
+  /** The per-key forms as one `(values, state, key)` function for batch `time`. */
+  private keyFunction(time: number): ((values: V[], state: S | undefined, key: K) => S | undefined) | undefined {
+    const u = this.update;
+    if (u.kind === "key") return u.f;
+    if (u.kind === "timeKey") return (values, state, key) => u.f(time, key, values, state);
+    return undefined;
+  }
+
+  /** The iterator forms as one `(records)` function for batch `time`. */
+  private partitionFunction(time: number): ((records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]>) | undefined {
+    const u = this.update;
+    if (u.kind === "partition") return u.f;
+    if (u.kind === "timePartition") return (records) => u.f(time, records);
+    return undefined;
   }
 
   /** The state after the latest completed batch (the initial state before any). */
@@ -238,7 +281,7 @@ export class State<S> {
   private value: S | undefined;
   private has = false;
   private timingOut = false;
-  /** Internal: what the function did. */
+  /** Internal: what the function did (Spark's isUpdated/isRemoved). */
   updated = false;
   removed = false;
 
@@ -257,7 +300,7 @@ export class State<S> {
 
   /** The state; throws StateError when there is none (check exists() or use getOption()). */
   get(): S {
-    if (!this.has) throw new StateError("State.get(): this key has no state; check state.exists() first or use getOption()");
+    if (!this.has) throw new StateError("State is not set: this key has no state; check state.exists() first or use getOption()");
     return this.value as S;
   }
 
@@ -268,7 +311,9 @@ export class State<S> {
   update(s: S): void {
     if (this.removed || this.timingOut) {
       throw new StateError(
-        this.timingOut ? "State.update(): the key is timing out and will be removed; do not update it when isTimingOut()" : "State.update(): the state was removed in this call",
+        this.removed
+          ? "Cannot update the state after it has been removed (State.update() after State.remove() in the same call)"
+          : "Cannot update the state that is timing out: check state.isTimingOut() before update()",
       );
     }
     this.value = s;
@@ -277,12 +322,23 @@ export class State<S> {
   }
 
   remove(): void {
-    if (this.removed || this.timingOut) {
-      throw new StateError(this.timingOut ? "State.remove(): the key is timing out and is removed anyway" : "State.remove(): already removed");
-    }
+    if (this.timingOut) throw new StateError("Cannot remove the state that is timing out: it is removed anyway after this call");
+    if (this.removed) throw new StateError("Cannot remove the state that has already been removed");
     this.has = false;
     this.value = undefined;
+    // As Spark's StateImpl: a removed state is not also "updated", whatever came before in this call.
+    this.updated = false;
     this.removed = true;
+  }
+
+  /** Spark's isUpdated(): update() was called in this call (and remove() was not, after it). */
+  isUpdated(): boolean {
+    return this.updated;
+  }
+
+  /** Spark's isRemoved(): remove() was called in this call. */
+  isRemoved(): boolean {
+    return this.removed;
   }
 
   /** True when the function is called because the key stayed idle longer than the timeout. */
@@ -293,17 +349,36 @@ export class State<S> {
 
 export type MappingFunction<K, V, S, M> = (key: K, value: V | undefined, state: State<S>) => M;
 
+/** Spark's other StateSpec.function form: the batch time first; undefined results are dropped (Option). */
+export type MappingFunctionWithTime<K, V, S, M> = (time: number, key: K, value: V | undefined, state: State<S>) => M | undefined;
+
 /** Spark's StateSpec: StateSpec.function(fn).initialState(rdd).timeout(ms). */
 export class StateSpec<K, V, S, M> {
   private _initial?: RDD<[K, S]>;
   private _timeout?: number;
   private _numPartitions?: number;
 
-  private constructor(readonly fn: MappingFunction<K, V, S, M>) {}
+  private constructor(
+    readonly fn: MappingFunction<K, V, S, M>,
+    /** Set for Spark's form with the batch time: (time, key, value, state). */
+    readonly fnWithTime?: MappingFunctionWithTime<K, V, S, M>,
+  ) {}
 
-  /** fn(key, value, state) runs for each record of a batch (value undefined when the key times out). */
-  static function<K, V, S, M>(fn: MappingFunction<K, V, S, M>): StateSpec<K, V, S, M> {
-    return new StateSpec(fn);
+  /**
+   * fn(key, value, state) runs for each record of a batch (value undefined when the key times out).
+   * Spark's other form, fn(time, key, value, state), is told apart by its four parameters (or use
+   * StateSpec.functionWithTime to say so explicitly).
+   */
+  static function<K, V, S, M>(fn: MappingFunctionWithTime<K, V, S, M>): StateSpec<K, V, S, M>;
+  static function<K, V, S, M>(fn: MappingFunction<K, V, S, M>): StateSpec<K, V, S, M>;
+  static function<K, V, S, M>(fn: MappingFunction<K, V, S, M> | MappingFunctionWithTime<K, V, S, M>): StateSpec<K, V, S, M> {
+    if (fn.length >= 4) return StateSpec.functionWithTime(fn as MappingFunctionWithTime<K, V, S, M>);
+    return new StateSpec(fn as MappingFunction<K, V, S, M>);
+  }
+
+  /** Spark's StateSpec.function((time, key, value, state) => Option[M]), stated explicitly. */
+  static functionWithTime<K, V, S, M>(fn: MappingFunctionWithTime<K, V, S, M>): StateSpec<K, V, S, M> {
+    return new StateSpec<K, V, S, M>(() => undefined as M, fn);
   }
 
   initialState(rdd: RDD<[K, S]>): this {
@@ -371,7 +446,8 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
     const data = this.parent.getOrCompute(time);
     let prev = this.lastRDD;
     const self = this;
-    const fn = this.spec.fn;
+    const withTime = this.spec.fnWithTime;
+    const fn: MappingFunction<K, V, S, M> = withTime ? (k, v, st) => withTime(time, k, v, st) as M : this.spec.fn;
     const timeout = this.spec.getTimeout();
     let failure: { error: unknown } | undefined;
     const rdd: RDD<M> = this.ssc.sc.deferred<M>(function* () {
@@ -380,8 +456,10 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
       try {
         return yield* update();
       } catch (error) {
-        failure = { error };
-        self.failed.add(rdd);
+        if (!(error instanceof CancelledError)) {
+          failure = { error };
+          self.failed.add(rdd);
+        }
         throw error;
       }
     });
@@ -390,9 +468,11 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
       prev = undefined;
       const map = self.stateMap;
       if (self.initial) {
-        const init = self.initial;
+        const m: [K, S][] = [];
+        yield* forEachPair(self.initial, (k, s) => void m.push([k, s]));
+        // Only once read whole: a cancelled batch reads the initial state again when it runs again.
         self.initial = undefined;
-        yield* forEachPair(init, (k, s) => map.set(k, { s, t: time }));
+        for (const [k, s] of m) map.set(k, { s, t: time });
       }
       // Previous entries of the keys this batch touches, to undo the batch if the function throws
       // (and so that state() read while the batch runs sees the state before it).
@@ -490,6 +570,18 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
     return { entries: [...this.stateMap].map(([k, e]) => [k, e.s, e.t]) };
   }
 
+  /** As checkpointState(), a chunk of keys at a time (1M keys in one piece hold the loop ~200 ms). */
+  *checkpointStateSliced(): Sliced<{ entries: [K, S, number][] }> {
+    const entries = new Array<[K, S, number]>(this.stateMap.size);
+    let i = 0;
+    for (const [k, e] of this.stateMap) {
+      entries[i++] = [k, e.s, e.t];
+      if ((i & (CHUNK - 1)) === 0) yield;
+    }
+    entries.length = i;
+    return { entries };
+  }
+
   restoreState(data: unknown): void {
     const d = data as { entries: [K, S, number][] };
     // Keys come back from JSON as new arrays/objects: KeyedMap matches them to later batches' keys by value.
@@ -515,11 +607,8 @@ class SnapshotDStream<K, S> extends DStream<[K, S]> {
   }
 }
 
-operators.updateState = <K, V, S>(
-  parent: DStream<[K, V]>,
-  f: (values: V[], state: S | undefined, key: K) => S | undefined,
-  options: UpdateStateOptions<K, S>,
-) => new StateDStream<K, V, S>(parent, f, options);
+operators.updateState = <K, V, S>(parent: DStream<[K, V]>, update: StateUpdate<K, V, S>, options: UpdateStateOptions<K, S>) =>
+  new StateDStream<K, V, S>(parent, update, options);
 
 operators.mapWithState = <K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>, options: NameOption) =>
   new MapWithStateDStream<K, V, S, M>(parent, spec, options);

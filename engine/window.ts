@@ -120,6 +120,40 @@ export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]
     return { time, window: rdd ? [...((runSync(rdd.keyedGen()) as KeyedMap<K, V> | undefined) ?? rdd.collect())] : [], slices };
   }
 
+  /** As checkpointState(), a chunk of pairs at a time. */
+  *checkpointStateSliced(): Sliced<unknown> {
+    const time = this.ssc.graph.lastCompletedTime;
+    if (time === undefined) return { time: null, window: [], slices: [] };
+    const copy = function* (pairs: Iterable<[K, V]>, size: number): Sliced<[K, V][]> {
+      const out = new Array<[K, V]>(size);
+      let i = 0;
+      for (const kv of pairs) {
+        out[i++] = [kv[0], kv[1]];
+        if ((i & (CHUNK - 1)) === 0) yield;
+      }
+      out.length = i;
+      return out;
+    };
+    const slices: [number, [K, V][]][] = [];
+    for (const t of this.parent.generatedTimes()) {
+      if (t <= time - this.windowDuration || t > time) continue;
+      const rdd = this.parent.generatedAt(t) as RDD<[K, V]>;
+      const km = (yield* rdd.keyedGen()) as KeyedMap<K, V> | undefined;
+      if (km) slices.push([t, yield* copy(km, km.size)]);
+      else {
+        const parts = yield* rdd.partsGen();
+        slices.push([t, yield* copy(parts.flat(), parts.reduce((n, p) => n + p.length, 0))]);
+      }
+    }
+    const rdd = this.generatedRDDs.get(time);
+    let window: [K, V][] = [];
+    if (rdd) {
+      const km = (yield* rdd.keyedGen()) as KeyedMap<K, V> | undefined;
+      window = km ? yield* copy(km, km.size) : rdd.collect();
+    }
+    return { time, window, slices };
+  }
+
   restoreState(data: unknown): void {
     const d = data as { time: number | null; window: [K, V][]; slices: [number, [K, V][]][] };
     if (d.time === null) return;

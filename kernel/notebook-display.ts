@@ -8,6 +8,12 @@ export type BundleProducer = () => MimeBundle | Promise<MimeBundle>;
 
 /** Default spacing between two updates of one display: about 10 per second. */
 export const DEFAULT_MIN_INTERVAL_MS = 100;
+/**
+ * A display spends at most about 1/RENDER_BUDGET_FACTOR of the time producing its updates: one whose
+ * SVG takes 40 ms waits 400 ms before the next, so charts never starve the kernel (kernel_info, a
+ * stream catching up) however often batches arrive.
+ */
+export const RENDER_BUDGET_FACTOR = 10;
 
 export interface LiveDisplayStats {
   updatesSent: number;
@@ -49,6 +55,8 @@ export class LiveDisplay {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private lastSentAt = -Infinity;
+  /** How long the latest update took to produce (it spaces the next one). */
+  private lastProduceMs = 0;
   private closed = false;
 
   constructor(
@@ -94,7 +102,8 @@ export class LiveDisplay {
 
   private schedule(): void {
     if (this.timer !== undefined || this.inFlight !== undefined) return;
-    const wait = Math.max(0, this.lastSentAt + this.minIntervalMs - Date.now());
+    const spacing = Math.max(this.minIntervalMs, RENDER_BUDGET_FACTOR * this.lastProduceMs);
+    const wait = Math.max(0, this.lastSentAt + spacing - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.send();
@@ -113,6 +122,7 @@ export class LiveDisplay {
       try {
         const bundle = await producer();
         const took = performance.now() - started;
+        this.lastProduceMs = took;
         this.stats.produceMs += took;
         this.stats.produceMsMax = Math.max(this.stats.produceMsMax, took);
         if (this.closed) return;

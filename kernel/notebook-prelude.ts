@@ -7,6 +7,8 @@ import { StatusPanel, type StatusPanelOptions } from "./status-panel.js";
 export * from "../engine/index.js";
 export { StatusPanel } from "./status-panel.js";
 export type { StatusPanelOptions, StatusSummary } from "./status-panel.js";
+export { GroupPanel, groupPanel } from "./group-panel.js";
+export type { GroupPanelOptions, GroupStatusSource } from "./group-panel.js";
 
 /** Contexts with a pending awaitTermination(): an interrupt stops them gracefully. */
 const awaiting = new Map<engine.StreamingContext, number>();
@@ -73,10 +75,23 @@ export class StreamingContext extends engine.StreamingContext {
           if (op.failureReason === undefined || run.disposed) return;
           run.report("stderr", `batch ${op.batchTime}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
         },
+        // Records a source had to drop are never lost silently (reports come at most once a second per stream).
+        onRecordsDropped: ({ droppedInfo: d }) => {
+          if (run.disposed) return;
+          run.report("stderr", `stream ${d.name}: ${d.count} records dropped (${d.total} in all): ${d.reason}\n`);
+        },
       };
       this.addStreamingListener(this.failureListener);
     }
-    return super.start(options);
+    const started = super.start(options);
+    // A group that cannot be joined stops the context; say why under the cell that started it.
+    if (run !== undefined && this.conf.group) {
+      void started.then(() => {
+        const e = this.lastError;
+        if (this.state === "stopped" && e !== undefined && !run.disposed) run.report("stderr", `${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+      });
+    }
+    return started;
   }
 
   override awaitTermination(): Promise<void> {

@@ -69,6 +69,11 @@ export function notebookPrelude(): Prelude {
         type: typeOf("StreamingContext"),
         get: () => new (preludeModule().StreamingContext)(getSc(), DEFAULT_BATCH_MS),
       },
+      // SQL over DuckDB; DuckDB itself loads at the first query, so a notebook without SQL never pays for it.
+      spark: {
+        type: typeOf("SparkSession"),
+        get: () => preludeModule().SparkSession.builder().sparkContext(getSc()).getOrCreate(),
+      },
     },
     shutdown: async () => {
       await stopActiveContext();

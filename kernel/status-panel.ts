@@ -1,6 +1,6 @@
 // ssc.ui(): Spark's Streaming UI as a live notebook display. A streaming listener collects each batch's
 // input rate, processing time and scheduling delay; two displays show them as Vega-Lite charts and a table.
-import type { BatchInfo, ReceiverInfo, StreamingListener } from "../engine/index.js";
+import type { AccumulatorInfo, BatchInfo, ReceiverInfo, StreamingListener } from "../engine/index.js";
 import { currentCell } from "./cell-context.js";
 import { chartBundle, renderSvg } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
@@ -13,6 +13,8 @@ export interface MonitoredContext {
   readonly state: string;
   addStreamingListener(listener: StreamingListener): void;
   removeStreamingListener?(listener: StreamingListener): void;
+  /** The SparkContext, whose named accumulators the panel lists. */
+  readonly sc?: { accumulatorInfos?(): AccumulatorInfo[] };
 }
 
 export interface StatusPanelOptions {
@@ -51,11 +53,16 @@ export interface StatusSummary {
   avgSchedulingDelayMs: number;
   lastBatchTime?: number;
   receivers: { name: string; streamId: number; active: boolean; lastError?: string }[];
+  /** Named accumulators (sc.longAccumulator(name), ...) and their values now. */
+  accumulators: AccumulatorInfo[];
+  /** Event-time operators: the latest watermark and the late records dropped so far, by stream name. */
+  eventTime: { stream: string; watermark?: number; lateRecordsDropped: number; windowRows: number }[];
 }
 
 export class StatusPanel {
   private readonly rows: BatchRow[] = [];
   private readonly receivers = new Map<number, ReceiverInfo>();
+  private readonly eventTime = new Map<string, { watermark?: number; lateRecordsDropped: number; windowRows: number }>();
   private completed = 0;
   private failed = 0;
   private totalRecords = 0;
@@ -122,6 +129,14 @@ export class StatusPanel {
     this.totalRecords += b.numRecords;
     this.totalProcessing += processingMs;
     this.totalScheduling += schedulingDelayMs;
+    for (const [stream, p] of Object.entries(b.eventTime ?? {})) {
+      const prev = this.eventTime.get(stream);
+      this.eventTime.set(stream, {
+        watermark: p.watermark,
+        lateRecordsDropped: (prev?.lateRecordsDropped ?? 0) + p.numRowsDroppedByWatermark,
+        windowRows: p.numRowsTotal,
+      });
+    }
     this.rows.push({
       time: b.batchTime,
       inputRate: b.numRecords / (this.ctx.batchDuration / 1000),
@@ -154,6 +169,8 @@ export class StatusPanel {
         active: r.active,
         lastError: r.lastErrorMessage,
       })),
+      accumulators: this.ctx.sc?.accumulatorInfos?.() ?? [],
+      eventTime: [...this.eventTime].map(([stream, e]) => ({ stream, ...e })),
     };
   }
 
@@ -194,6 +211,10 @@ export class StatusPanel {
     for (const r of s.receivers) {
       lines.push(`receiver ${r.streamId} ${r.name}: ${r.active ? "active" : "inactive"}${r.lastError ? ` (last error: ${r.lastError})` : ""}`);
     }
+    for (const e of s.eventTime) {
+      lines.push(`event time ${e.stream}: watermark ${e.watermark ?? "none yet"}, late records dropped ${e.lateRecordsDropped}, window rows ${e.windowRows}`);
+    }
+    for (const a of s.accumulators) lines.push(`accumulator ${a.name}: ${a.value}`);
     return lines.join("\n");
   }
 
@@ -215,7 +236,17 @@ export class StatusPanel {
       row("avg input rate", `${s.avgInputRate.toFixed(1)} records/s`) +
       row("avg processing time", `${s.avgProcessingMs.toFixed(1)} ms`) +
       row("avg scheduling delay", `${s.avgSchedulingDelayMs.toFixed(1)} ms`) +
-      `</tbody></table><table><caption>Receivers</caption><thead><tr><th>id</th><th>name</th><th>state</th></tr></thead><tbody>${receivers}</tbody></table>`;
+      `</tbody></table><table><caption>Receivers</caption><thead><tr><th>id</th><th>name</th><th>state</th></tr></thead><tbody>${receivers}</tbody></table>` +
+      (s.eventTime.length === 0
+        ? ""
+        : `<table><caption>Event time</caption><thead><tr><th>stream</th><th>watermark</th><th>late records dropped</th><th>window rows</th></tr></thead><tbody>${s.eventTime
+            .map((e) => `<tr><td>${esc(e.stream)}</td><td>${e.watermark ?? "none yet"}</td><td>${e.lateRecordsDropped}</td><td>${e.windowRows}</td></tr>`)
+            .join("")}</tbody></table>`) +
+      (s.accumulators.length === 0
+        ? ""
+        : `<table><caption>Accumulators</caption><thead><tr><th>name</th><th>value</th></tr></thead><tbody>${s.accumulators
+            .map((a) => `<tr><td>${esc(a.name)}</td><td style="text-align:right">${esc(a.value)}</td></tr>`)
+            .join("")}</tbody></table>`);
     return { "text/html": html, "text/plain": this.text() };
   }
 

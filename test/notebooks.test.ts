@@ -145,13 +145,32 @@ const checks: Record<string, (nb: Notebook) => void> = {
     const summary = textOf(nb, "summary()");
     expect(summary).toMatch(/completedBatches: [1-9]/);
   },
+  "09-sql-history-sinks.ipynb": (nb) => {
+    // The customers' Parquet history shows as a DataFrame table.
+    const history = outputsOf(nb, "customers.createOrReplaceTempView");
+    expect(history.some((o) => String([o.data?.["text/html"] ?? ""].flat().join("")).includes("<table"))).toBe(true);
+    expect(textOf(nb, "customers.createOrReplaceTempView")).toContain("|          4| Dee|     UK|");
+    // SQL from another cell while the stream ran: a table of partial revenue.
+    const partial = textOf(nb, "whileRunning");
+    expect(partial).toMatch(/\|country\|revenue\|/);
+    expect(partial).not.toContain("|     UK|    560|");
+    // After the drain: the final revenue, and every order exactly once in Parquet and PostgreSQL (or a clear skip).
+    const final = textOf(nb, "finalRevenue");
+    expect(final).toContain("|     FR|    260|");
+    expect(final).toContain("|     SE|    250|");
+    expect(final).toContain("|     UK|    560|");
+    expect(final).toContain("Parquet: 36 orders");
+    const pg = textOf(nb, "postgresBin");
+    if (pg.includes("not installed")) expect(pg).toContain("skipping the PostgreSQL sink");
+    else expect(final).toContain('PostgreSQL: {"orders":36,"distinct_orders":36,"amount":1070}');
+  },
 };
 
-const tutorials = fs.readdirSync(NOTEBOOKS).filter((f) => /^0[1-6]-.*\.ipynb$/.test(f)).sort();
+const tutorials = fs.readdirSync(NOTEBOOKS).filter((f) => /^0[1-6]-.*\.ipynb$/.test(f) || /^09-.*\.ipynb$/.test(f)).sort();
 
 describe("tutorials", () => {
-  it("are the six the README promises", () => {
-    expect(tutorials.map((t) => t.slice(0, 2))).toEqual(["01", "02", "03", "04", "05", "06"]);
+  it("are the ones the README promises", () => {
+    expect(tutorials.map((t) => t.slice(0, 2))).toEqual(["01", "02", "03", "04", "05", "06", "09"]);
     for (const t of tutorials) expect(Object.keys(checks)).toContain(t);
   });
 
@@ -180,4 +199,57 @@ describe("tutorials", () => {
       }, 150_000);
     });
   }
+});
+
+// Tutorial 10 (streaming ML) is checked on its own, so the tutorials above keep their list.
+function checkStreamingMl(nb: Notebook): void {
+  const kmCharts = chartsOf(nb, "forgetful.chart");
+  expect(kmCharts.length).toBe(2);
+  for (const c of kmCharts) {
+    const rows = rowsOf(c.spec);
+    expect(rows.filter((r) => r.kind === "centre")).toHaveLength(3);
+    expect(rows.filter((r) => r.kind === "point").length).toBeGreaterThan(100);
+    expect(c.svg).toContain("<svg");
+  }
+  // The half-life model follows the drift more closely than the one that remembers everything.
+  const lag = textOf(nb, "centreLag");
+  const half = Number(/halfLife2: ([\d.]+)/.exec(lag)?.[1]);
+  const all = Number(/decay1: ([\d.]+)/.exec(lag)?.[1]);
+  expect(half).toBeLessThan(1.0);
+  expect(half).toBeLessThan(all);
+  // The regression's error before each update falls by orders of magnitude and the weights are learned.
+  const result = textOf(nb, "errorsPerBatch");
+  const errors = (/errorsPerBatch: \[([^\]]*)\]/.exec(result)?.[1] ?? "").split(",").map(Number);
+  expect(errors.length).toBe(15);
+  expect(errors[0]!).toBeGreaterThan(100 * errors[errors.length - 1]!);
+  expect(errors[1]!).toBeLessThan(errors[0]!);
+  expect(errors[2]!).toBeLessThan(errors[1]!);
+  const learned = (/learned: \[([^\]]*)\]/.exec(result)?.[1] ?? "").split(",").map(Number);
+  [2.0, -3.0, 0.5].forEach((w, i) => expect(Math.abs(learned[i]! - w)).toBeLessThan(0.1));
+  const regChart = chartsOf(nb, "regression.chart()");
+  expect(regChart.length).toBe(1);
+  expect(rowsOf(regChart[0]!.spec).filter((r) => r.panel === "error")).toHaveLength(15);
+  expect(regChart[0]!.svg).toContain("<svg");
+}
+
+describe("tutorial 10-streaming-ml", () => {
+  const name = "10-streaming-ml.ipynb";
+  it("is committed with its outputs and without errors", () => {
+    const nb = readNotebook(path.join(NOTEBOOKS, name));
+    expect(nb.metadata.kernelspec).toMatchObject({ name: "streambook", language: "typescript" });
+    expect(errorsOf(nb)).toEqual([]);
+    checkStreamingMl(nb);
+  });
+  describe.concurrent("runs", () => {
+    it("under nbclient with the promised outputs", async () => {
+      const nb = await executeWithNbclient(name);
+      expect(errorsOf(nb)).toEqual([]);
+      checkStreamingMl(nb);
+    }, 150_000);
+    it("under the headless runner with the promised outputs", async () => {
+      const nb = await executeWithRunner(name);
+      expect(errorsOf(nb)).toEqual([]);
+      checkStreamingMl(nb);
+    }, 150_000);
+  });
 });

@@ -82,16 +82,21 @@ export class ReceivedBlockLog {
 
   private storeFor(stream: string): BlockStore<unknown> {
     return {
+      // Written at once, in order: one group commit covers every block written before it.
+      concurrentPuts: true,
+      // The block enters the queue once a group commit made it durable; the event loop does not wait.
       put: (block) => {
         const rec: BlockRecord = { k: "b", s: stream, r: this.run, i: block.id, t: block.time, items: block.items.slice() };
-        const seg = this.wal.append(rec);
+        const seg = this.wal.write(rec);
         const key = `${stream}\u0000${this.run}:${block.id}`;
         this.blocks.set(key, { size: block.items.length, allocated: 0, maxAllocTime: -Infinity });
         this.trackSegment(seg, key);
+        return this.wal.sync();
       },
+      // Durable before the batch's output runs: the checkpointer's batch gate syncs the log.
       allocated: (batchTime: number, slices: readonly BlockSlice[]) => {
         const rec: AllocRecord = { k: "a", s: stream, r: this.run, bt: batchTime, sl: slices.map((x) => [x.blockId, x.start, x.end]) };
-        const seg = this.wal.append(rec);
+        const seg = this.wal.write(rec);
         this.trackSegment(seg, undefined, batchTime);
         for (const x of slices) {
           const b = this.blocks.get(`${stream}\u0000${this.run}:${x.blockId}`);
@@ -255,6 +260,16 @@ export class ReceivedBlockLog {
       this.segMaxBatch.delete(seg);
     }
     this.wal.deleteSegments(doomed);
+  }
+
+  /** True when every record written so far is durable. */
+  get isSynced(): boolean {
+    return this.wal.isSynced;
+  }
+
+  /** Resolves once every record written so far is durable. */
+  sync(): Promise<void> {
+    return this.wal.sync();
   }
 
   /** Segments on disk (for tests). */

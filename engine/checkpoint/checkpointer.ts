@@ -1,7 +1,8 @@
 // Checkpointing in a running context: after a batch completes (and every `interval` of batch time) it
 // snapshots the stateful streams' state, the source positions and the pending batches, and writes them.
 import * as path from "node:path";
-import type { StreamingContext } from "../context.js";
+import type { SourcesStartedInfo, StreamingContext } from "../context.js";
+import type { InputDStream } from "../sources/input.js";
 import type { StreamingListener } from "../listener.js";
 import { CheckpointStore, type LoadedCheckpoint } from "./store.js";
 import { encodeCheckpointSliced, type CheckpointData } from "./format.js";
@@ -49,6 +50,11 @@ export interface RecoveryReport {
   replayedBatches: number[];
   /** Input streams with a logged batch selection but no stream of that name now: they read afresh. */
   unmatchedBatchInputs: string[];
+  /**
+   * Batches after the checkpoint that completed before the crash (the batch log says so) and are not run
+   * again: a pipeline without state resumes after them, its sources moved past what they took.
+   */
+  skippedBatches: number[];
   /** Warnings: damaged newer checkpoints skipped, unmatched state. */
   warnings: string[];
 }
@@ -105,23 +111,60 @@ export class Checkpointer {
     this.batchLog = new BatchInputLog(path.join(this.dir, "batches"));
     this.keep = Math.max(2, options.keep ?? 2);
     this.listener = {
-      // Posted synchronously right after batch `time` was generated: the sources' positions now are
-      // exactly "through `time`", before a later batch can move them.
-      // It is also the moment to log what the batch took: generated, and none of its jobs has run yet.
-      onBatchSubmitted: (e) => {
-        this.logSelections(e.batchInfo.batchTime);
-        this.capturePositions(e.batchInfo.batchTime);
-      },
       onStreamingStarted: () => this.blockLog?.install(),
       onStreamingStopped: () => void this.flush().catch(() => {}),
     };
     ssc.addStreamingListener(this.listener);
     this.removers.push(() => ssc.removeStreamingListener(this.listener));
     this.removers.push(ssc.addBatchCompletionHook((time) => this.afterBatch(time)));
+    this.removers.push(ssc.addBatchGeneratedHook((time) => this.batchGenerated(time)));
+    this.removers.push(ssc.addSourcesStartedHook((inputs, info) => this.sourcesStarted(inputs, info)));
     if (this.blockLog) this.removers.push(ssc.addBatchGenerationHook((time) => this.blockLog?.install(time)));
     const previous = checkpointers.get(ssc);
     previous?.dispose();
     checkpointers.set(ssc, this);
+    // checkpoint(dir) on a running context: where its sources stand now is where a recovery starts.
+    if (ssc.state === "active" && ssc.generator.upcomingTime !== undefined) {
+      void this.sourcesStarted(ssc.graph.inputStreams(), {
+        zeroTime: ssc.graph.zeroTime ?? 0,
+        firstBatch: ssc.generator.upcomingTime,
+        restart: true,
+        recovered: false,
+      });
+    }
+  }
+
+  /** Sources started: their positions go to the batch log, durably, before the first batch. */
+  private async sourcesStarted(inputs: InputDStream<unknown>[], info: SourcesStartedInfo): Promise<void> {
+    try {
+      const fresh = !info.restart && !info.recovered && this.recoveryReport === undefined;
+      await this.batchLog.started(inputs, { fresh, zeroTime: info.zeroTime, firstBatch: info.firstBatch, batchDuration: this.ssc.batchDuration });
+    } catch (err) {
+      this.onWarning(`checkpoint: could not log where the sources start in ${this.batchLog.dir}: ${(err as Error).message}; a crash before the first checkpoint would read them afresh`);
+    }
+  }
+
+  /**
+   * Batch `time` was generated and none of its jobs has run: the sources' positions now are exactly
+   * "through `time`". Its metadata goes to the batch log; the batch's output waits until what it took
+   * (its selection, the receivers' blocks) is durable.
+   */
+  private batchGenerated(time: number): Promise<void> | undefined {
+    this.capturePositions(time);
+    let gate: Promise<void> | undefined;
+    try {
+      gate = this.batchLog.generated(time, this.ssc.graph.inputStreams());
+    } catch (err) {
+      // The batch runs anyway; a crash before its checkpoint would then read its input afresh.
+      this.onWarning(`checkpoint: could not log the input of batch ${time} in ${this.batchLog.dir}: ${(err as Error).message}`);
+    }
+    const blocks = this.blockLog && !this.blockLog.isSynced ? this.blockLog.sync() : undefined;
+    const gates = [gate, blocks].filter((g): g is Promise<void> => g !== undefined);
+    if (gates.length === 0) return undefined;
+    return Promise.all(gates).then(
+      () => undefined,
+      (err: unknown) => this.onWarning(`checkpoint: could not make the input of batch ${time} durable in ${this.dir}: ${(err as Error).message}`),
+    );
   }
 
   /** Batch time between checkpoints now in force. */
@@ -142,15 +185,6 @@ export class Checkpointer {
     this.batchLog.close();
   }
 
-  private logSelections(time: number): void {
-    try {
-      this.batchLog.record(time, this.ssc.graph.inputStreams());
-    } catch (err) {
-      // The batch runs anyway; a crash before its checkpoint would then read its input afresh.
-      this.onWarning(`checkpoint: could not log the input of batch ${time} in ${this.batchLog.dir}: ${(err as Error).message}`);
-    }
-  }
-
   private capturePositions(time: number): void {
     const positions: Record<string, unknown> = {};
     for (const input of this.ssc.graph.inputStreams()) {
@@ -166,6 +200,11 @@ export class Checkpointer {
   }
 
   private async afterBatch(time: number): Promise<void> {
+    try {
+      this.batchLog.completed(time);
+    } catch (err) {
+      this.onWarning(`checkpoint: could not log the completion of batch ${time} in ${this.batchLog.dir}: ${(err as Error).message}`);
+    }
     if (this.isDue(time)) {
       // The batch loop awaits this hook, so the state stays as of `time` while it is copied in slices.
       this.lastWrittenTime = time;
@@ -271,6 +310,7 @@ export class Checkpointer {
   /** Resolves when every checkpoint asked for so far is on disk. */
   async flush(): Promise<void> {
     while (this.snapshotting || this.inFlight) await (this.snapshotting ?? this.inFlight)?.catch(() => {});
+    await this.batchLog.sync().catch(() => {});
   }
 
   /** The last write error, if the latest attempt failed. */
@@ -290,6 +330,8 @@ export class Checkpointer {
  * `[...map]` holds the loop ~300 ms per 1M keys). Iterates the live state: the caller keeps batches out.
  */
 function* stateSliced(s: StatefulDStream<unknown, unknown>): Sliced<unknown> {
+  // mapWithState, inverse windows and event windows copy themselves in slices.
+  if (s.checkpointStateSliced) return yield* s.checkpointStateSliced();
   if (!(s instanceof StateDStream)) return s.checkpointState();
   // The same value as StateDStream.checkpointState(): { entries: [key, state][] }.
   const rdd = s.state() as RDD<[unknown, unknown]>;

@@ -14,7 +14,7 @@ checkpointSupport.getOrCreate = (dir: string, setup: () => StreamingContext) => 
 };
 
 export { Checkpointer, checkpointerOf, type CheckpointOptions, type RecoveryReport } from "./checkpointer.js";
-export { getOrCreate, recoveryReportOf, restore, CheckpointMismatchError } from "./recovery.js";
+export { getOrCreate, recoveryReportOf, restore, CheckpointMismatchError, CheckpointMissingError } from "./recovery.js";
 export { CheckpointStore, CheckpointUnreadableError, type LoadedCheckpoint } from "./store.js";
 export {
   CHECKPOINT_VERSION,
@@ -25,7 +25,7 @@ export {
 } from "./format.js";
 export { WriteAheadLog } from "./wal.js";
 export { ReceivedBlockLog } from "./blocklog.js";
-export { BatchInputLog } from "./batchlog.js";
+export { BatchInputLog, type BatchLogContents } from "./batchlog.js";
 
 /** ssc.checkpoint(dir, options) until the context passes options through itself. */
 export function checkpoint(ssc: StreamingContext, dir: string, options: CheckpointOptions = {}): Checkpointer {

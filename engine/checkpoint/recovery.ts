@@ -5,10 +5,19 @@ import * as path from "node:path";
 import { StreamingContext, type StartOptions } from "../context.js";
 import { Checkpointer, checkpointerOf, type CheckpointOptions, type RecoveryReport } from "./checkpointer.js";
 import { CheckpointStore, type LoadedCheckpoint } from "./store.js";
+import type { BatchLogContents } from "./batchlog.js";
 
 /** The checkpoint's batch interval differs from the new pipeline's. */
 export class CheckpointMismatchError extends Error {
   override name = "CheckpointMismatchError";
+}
+
+/**
+ * The batch log describes batches whose checkpoint is gone (checkpoint files deleted while `batches/`
+ * was kept): recovering from the log alone would silently miss what that checkpoint held.
+ */
+export class CheckpointMissingError extends Error {
+  override name = "CheckpointMissingError";
 }
 
 const reports = new WeakMap<StreamingContext, RecoveryReport>();
@@ -19,10 +28,17 @@ export function recoveryReportOf(ssc: StreamingContext): RecoveryReport | undefi
 }
 
 /**
- * Restore a freshly set-up context from a loaded checkpoint: state and positions by name, unmatched data
- * kept for later checkpoints, and the start options that generate the pending batches again.
+ * Restore a freshly set-up context from a loaded checkpoint and the batch log: state and positions by
+ * name, unmatched data kept for later checkpoints, and the start options that generate the pending
+ * batches again. A pipeline without state resumes after the last batch the log says completed; one
+ * with state runs again every batch after its checkpoint, as the state must see them.
  */
-export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Checkpointer): { report: RecoveryReport; start: StartOptions } {
+export function restore(
+  ssc: StreamingContext,
+  loaded: LoadedCheckpoint,
+  cp: Checkpointer,
+  log: BatchLogContents = cp.batchLog.recover(),
+): { report: RecoveryReport; start: StartOptions } {
   const data = loaded.data;
   if (data.batchDuration !== ssc.batchDuration) {
     throw new CheckpointMismatchError(
@@ -31,6 +47,7 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
     );
   }
   const graph = ssc.graph;
+  const inputs = graph.inputStreams();
   const warnings = [...loaded.warnings];
   // Previously unmatched data is offered again: a later run may bring its stream back.
   const allState: Record<string, unknown> = { ...data.unmatched.state, ...data.state };
@@ -44,13 +61,33 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
       delete allState[s.name];
     } else freshState.push(s.name);
   }
+  // Batches the log says completed after the checkpoint: without state to rebuild they need not run again.
+  const checkpointed = data.lastCompletedBatch;
+  let lastCompleted = checkpointed;
+  let skipped: number[] = [];
+  const completedAfter = log.completedTimes.filter((t) => checkpointed === undefined || t > checkpointed);
+  const skippable = graph.statefulStreams().length === 0 && completedAfter.length > 0;
+  if (skippable) {
+    const last = completedAfter[completedAfter.length - 1]!;
+    // Inputs that keep no selection (a queue, the rate generator) logged where they stood after each batch.
+    const firstPending = log.generatedTimes.find((t) => t > last) ?? Infinity;
+    const logged = log.positionsBefore(firstPending);
+    for (const input of inputs) {
+      if (!input.selectionFor && Object.prototype.hasOwnProperty.call(logged, input.name)) allPositions[input.name] = logged[input.name];
+    }
+  }
   const restoredPositions: string[] = [];
-  for (const input of graph.inputStreams()) {
+  for (const input of inputs) {
     if (Object.prototype.hasOwnProperty.call(allPositions, input.name) && input.restorePosition) {
       input.restorePosition(allPositions[input.name]);
       restoredPositions.push(input.name);
       delete allPositions[input.name];
     }
+  }
+  // Inputs with selections move past what the completed batches took (or, if one cannot, they run again).
+  if (skippable && cp.batchLog.skip(completedAfter, inputs)) {
+    skipped = completedAfter;
+    lastCompleted = completedAfter[completedAfter.length - 1];
   }
   cp.unmatched = { state: allState, positions: allPositions };
   const unmatchedState = Object.keys(allState);
@@ -64,21 +101,20 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
     warnings.push(msg);
     cp.warn(msg);
   }
-  const lastCompleted = data.lastCompletedBatch;
   const logDir = path.join(cp.dir, "receivedBlocks");
   if (!cp.blockLog && fs.existsSync(logDir) && fs.readdirSync(logDir).some((n) => n.endsWith(".wal"))) {
     const msg = `checkpoint: ${logDir} holds a write-ahead log of received data, but this context has writeAheadLog off, so it is not replayed; pass { writeAheadLog: true } to ssc.checkpoint to replay it`;
     warnings.push(msg);
     cp.warn(msg);
   }
-  const logged = cp.blockLog?.recover(lastCompleted) ?? { batchTimes: [], replayed: {} };
-  const selected = cp.batchLog.recover(lastCompleted);
+  const blocks = cp.blockLog?.recover(lastCompleted) ?? { batchTimes: [], replayed: {} };
   const pendingSet = new Set<number>(data.pendingBatches);
-  for (const t of logged.batchTimes) pendingSet.add(t);
-  for (const t of selected) pendingSet.add(t);
+  for (const t of blocks.batchTimes) pendingSet.add(t);
+  for (const t of log.generatedTimes) pendingSet.add(t);
   const pending = [...pendingSet].filter((t) => lastCompleted === undefined || t > lastCompleted).sort((a, b) => a - b);
   fillGaps(pending, lastCompleted ?? (pending.length > 0 ? pending[0]! - ssc.batchDuration : undefined), ssc.batchDuration);
-  const replayedInputs = cp.batchLog.restore(pending, graph.inputStreams());
+  const replayedInputs = cp.batchLog.restore(pending, inputs);
+  cp.batchLog.forgetRecovered();
   if (replayedInputs.unmatched.length > 0) {
     const msg =
       `checkpoint: the batch-input log records what ${replayedInputs.unmatched.map((n) => `"${n}"`).join(", ")} gave to batches ` +
@@ -95,7 +131,7 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
     warnings.push(msg);
     cp.warn(msg);
   }
-  const lastGenerated = Math.max(data.batchTime, ...pending);
+  const lastGenerated = Math.max(data.batchTime, lastCompleted ?? -Infinity, ...pending);
   const start: StartOptions = { zeroTime: data.zeroTime, resumeTime: lastGenerated, pendingBatches: pending };
   if (ssc.clock.kind === "system") {
     // As Spark: the batches that fell due while the program was down are generated too, so none is skipped.
@@ -121,9 +157,10 @@ export function restore(ssc: StreamingContext, loaded: LoadedCheckpoint, cp: Che
     unmatchedState,
     unmatchedPositions,
     unmatchedReceivedData: unmatchedLogged,
-    replayedRecords: logged.replayed,
+    replayedRecords: blocks.replayed,
     replayedBatches: replayedInputs.batches,
     unmatchedBatchInputs: replayedInputs.unmatched,
+    skippedBatches: skipped,
     warnings,
   };
   cp.recoveryReport = report;
@@ -164,29 +201,38 @@ export function getOrCreate(dir: string, setup: () => StreamingContext, options:
     ssc.checkpoint(dir);
     cp = checkpointerOf(ssc) ?? new Checkpointer(ssc, dir, options);
   }
+  const log = cp.batchLog.recover();
   let from = loaded;
-  if (!from && ((cp.blockLog && cp.blockLog.segments().length > 0) || cp.batchLog.hasRecords())) {
-    // A crash before the first checkpoint: no state to restore, but the logs still hold received data
-    // and the batches already generated, which are generated again from their first one.
+  if (!from && (!log.empty || (cp.blockLog && cp.blockLog.segments().length > 0))) {
+    if (!log.empty && !log.fromFreshStart) {
+      const first = log.generatedTimes[0] ?? log.completedTimes[0];
+      throw new CheckpointMissingError(
+        `checkpoint: ${cp.batchLog.dir} logs batches${first !== undefined ? ` from ${first} ms on` : ""}, but no checkpoint file in ` +
+          `${cp.dir} holds the state and positions before them (were the checkpoint-*.sbcp files deleted?); recovering ` +
+          `from the log alone would silently miss that data. Put the checkpoint files back, or delete ${cp.dir} to start fresh`,
+      );
+    }
+    // A crash before the first checkpoint: no state to restore, but the batch log holds where the sources
+    // started and every batch generated since (generated again from the first), the block log what was received.
     from = {
-      file: "(no checkpoint yet: write-ahead log only)",
+      file: "(no checkpoint yet: batch log and write-ahead log only)",
       warnings: [],
       data: {
         batchTime: 0,
         batchDuration: ssc.batchDuration,
-        zeroTime: undefined,
+        zeroTime: log.zeroTime,
         lastCompletedBatch: undefined,
         pendingBatches: [],
         graph: { inputs: [], stateful: [] },
         state: {},
-        positions: {},
+        positions: log.startPositions,
         unmatched: { state: {}, positions: {} },
         writtenAt: new Date().toISOString(),
       },
     };
   }
   if (!from) return ssc;
-  const { start } = restore(ssc, from, cp);
+  const { start } = restore(ssc, from, cp, log);
   // The recovered batches must be generated by the first start(). A context that declares
   // `recoveredStart` applies it itself; otherwise the first start() is wrapped once.
   if ("recoveredStart" in ssc) {

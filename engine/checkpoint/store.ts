@@ -62,29 +62,72 @@ export async function fsyncDirAsync(dir: string): Promise<void> {
 export async function atomicWrite(file: string, bytes: Buffer): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const fh = await fs.promises.open(tmp, "w");
   try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await fs.promises.open(tmp, "w");
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    // A failed write (a full disk) must not leave its half-written temp file behind.
+    await fs.promises.rm(tmp, { force: true }).catch(() => {});
+    throw e;
   }
-  await fs.promises.rename(tmp, file);
   await fsyncDirAsync(dir);
 }
 
 export function atomicWriteSync(file: string, bytes: Buffer): void {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const fd = fs.openSync(tmp, "w");
   try {
-    fs.writeSync(fd, bytes);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(tmp, "w");
+    try {
+      let written = 0;
+      while (written < bytes.length) written += fs.writeSync(fd, bytes, written);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
-  fs.renameSync(tmp, file);
   fsyncDir(dir);
+}
+
+/** The process id in a temp file's name, if it has one. */
+function tmpOwner(name: string): number | undefined {
+  const m = /^\.tmp-checkpoint-(\d+)-/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes temp files that processes no longer running left in `dir` (torn writes that were never renamed). */
+export function removeStaleTempFiles(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(TMP_PREFIX)) continue;
+    const pid = tmpOwner(name);
+    if (pid === process.pid || (pid !== undefined && isAlive(pid))) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
+  }
 }
 
 export class CheckpointStore {
@@ -98,6 +141,7 @@ export class CheckpointStore {
     this.keep = Math.max(2, options.keep ?? 2);
     this.onWarning = options.onWarning ?? ((m) => console.warn(m));
     fs.mkdirSync(this.dir, { recursive: true });
+    removeStaleTempFiles(this.dir);
     this.seq = this.files().reduce((max, f) => Math.max(max, f.seq), 0);
   }
 

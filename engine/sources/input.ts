@@ -45,6 +45,12 @@ export abstract class InputDStream<T> extends DStream<T> {
   selectionFor?(time: number): unknown;
   /** Batch-input hook: after a crash, batch `time` must take exactly `selection` when generated again. */
   restoreSelection?(time: number, selection: unknown): void;
+  /**
+   * Batch-input hook: after a crash, batch `time` (which took `selection`) completed and is not run
+   * again; move the position past it (called in batch order, after restorePosition, before start).
+   * Without it, recovery runs such batches again rather than skip them.
+   */
+  skipSelection?(time: number, selection: unknown): void;
 
   /** Graceful stop keeps generating batches while this is true (received data not yet in a batch). */
   hasPendingData(): boolean {

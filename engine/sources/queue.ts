@@ -7,10 +7,12 @@ import { InputDStream, type InputOptions } from "./input.js";
 export class QueueInputDStream<T> extends InputDStream<T> {
   /** Items taken so far: the checkpoint position. */
   private consumed = 0;
+  /** Batch times whose queue entry was null (no RDD), so that asking again does not take another entry. */
+  private readonly noRDD = new Set<number>();
 
   constructor(
     ssc: StreamingContext,
-    readonly queue: Array<RDD<T> | T[]>,
+    readonly queue: Array<RDD<T> | T[] | null>,
     readonly oneAtATime = true,
     readonly defaultRDD?: RDD<T> | T[],
     options?: InputOptions,
@@ -31,11 +33,29 @@ export class QueueInputDStream<T> extends InputDStream<T> {
         this.consumed++;
         return this.toRDD(this.queue.shift() as RDD<T> | T[]);
       }
-      const all = this.queue.splice(0, this.queue.length).map((x) => this.toRDD(x));
+      const all = this.queue.splice(0, this.queue.length);
       this.consumed += all.length;
-      return this.ssc.sc.union(all);
+      return this.ssc.sc.union(all.filter((x): x is RDD<T> | T[] => x !== null && x !== undefined).map((x) => this.toRDD(x)));
     }
     return this.defaultRDD === undefined ? undefined : this.toRDD(this.defaultRDD);
+  }
+
+  /** A null entry: no RDD for that batch (an input stream's compute returning undefined means empty). */
+  override getOrCompute(time: number): RDD<T> | undefined {
+    if (this.noRDD.has(time)) return undefined;
+    const head = this.queue[0];
+    if (this.oneAtATime && this.queue.length > 0 && (head === null || head === undefined) && !this.generatedAt(time) && this.isTimeValid(time)) {
+      this.queue.shift();
+      this.consumed++;
+      this.noRDD.add(time);
+      return undefined;
+    }
+    return super.getOrCompute(time);
+  }
+
+  override clearMetadata(time: number): void {
+    super.clearMetadata(time);
+    for (const t of this.noRDD) if (t <= time - this.rememberDuration) this.noRDD.delete(t);
   }
 
   checkpointPosition(): unknown {

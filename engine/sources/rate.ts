@@ -3,10 +3,11 @@
 // clock gives exactly rowsPerSecond × batch seconds rows per batch.
 
 import type { StreamingContext } from "../context.js";
-import type { RDD } from "../rdd.js";
+import { RDD } from "../rdd.js";
 import { IllegalArgumentError } from "../errors.js";
+import { CHUNK, type Sliced } from "../slicing.js";
 import { InputDStream } from "./input.js";
-import { makeRDD } from "./rddof.js";
+import { ProcessingThrottle } from "./ratecontrol.js";
 
 export interface RateRow {
   /** Clock time (ms) the row stands for, spread evenly over its batch interval. */
@@ -16,7 +17,20 @@ export interface RateRow {
 
 export interface RateStreamOptions {
   name?: string;
+  /**
+   * Rows one batch takes at most (default 1,000,000): past it the rows are owed to later batches, so a
+   * rate the machine cannot keep up with never builds a batch too big for memory.
+   */
+  maxRowsPerBatch?: number;
+  /**
+   * Throttle to what the pipeline processes when it cannot keep up (default true, on the system
+   * clock): a batch takes at most what is processed in about half a batch interval; rows not produced
+   * yet are owed, not dropped, and come once it catches up. false produces rowsPerSecond regardless.
+   */
+  throttle?: boolean;
 }
+
+export const DEFAULT_MAX_ROWS_PER_BATCH = 1_000_000;
 
 export interface RatePosition {
   nextValue: number;
@@ -41,10 +55,37 @@ export class RateInputDStream extends InputDStream<RateRow> {
   private lastTime: number | undefined;
   private running = false;
   private restored = false;
+  private readonly maxRowsPerBatch: number;
+  private readonly throttle: ProcessingThrottle | undefined;
+  /** The latest batch's throttle limit, when it bound (rows per batch). */
+  private throttledRows: number | undefined;
 
   constructor(ssc: StreamingContext, rowsPerSecond: number, options: RateStreamOptions = {}) {
     super(ssc, options.name !== undefined ? { name: options.name } : undefined);
     this.rate = checkRate(rowsPerSecond);
+    const max = options.maxRowsPerBatch ?? DEFAULT_MAX_ROWS_PER_BATCH;
+    if (!(max >= 1)) throw new IllegalArgumentError(`rateStream: maxRowsPerBatch must be >= 1, got ${max}`);
+    this.maxRowsPerBatch = Math.floor(max);
+    // Only against real time: a manual clock's batch interval says nothing of how long processing may take.
+    if ((options.throttle ?? true) && ssc.clock.kind === "system") {
+      this.throttle = new ProcessingThrottle(ssc.batchDuration);
+      ssc.addStreamingListener(this.throttle);
+    }
+  }
+
+  /** Rows per second the latest batch was throttled to (undefined: it was not throttled). */
+  get throttledTo(): number | undefined {
+    return this.throttledRows === undefined ? undefined : (this.throttledRows * 1000) / this.ssc.batchDuration;
+  }
+
+  /** Rows owed: due at the requested rate but not produced yet (throttled, or past maxRowsPerBatch). */
+  get rowsOwed(): number {
+    return Math.floor(this.owed / 1000);
+  }
+
+  /** The value the next row gets: rows produced so far. */
+  get rowsProduced(): number {
+    return this.nextValue;
   }
 
   get rowsPerSecond(): number {
@@ -81,14 +122,29 @@ export class RateInputDStream extends InputDStream<RateRow> {
     this.owed += this.rate * span;
     this.lastTime = Math.max(from, time);
     // The epsilon absorbs float error of fractional rates (0.1 × 3 ≠ 0.3); integer rates are exact.
-    const n = Math.floor(this.owed / 1000 + 1e-9);
+    let n = Math.min(Math.floor(this.owed / 1000 + 1e-9), this.maxRowsPerBatch);
+    // Under overload a batch takes what the pipeline processes in one interval; the rest stays owed.
+    const limit = this.throttle?.limit() ?? Infinity;
+    this.throttledRows = n > limit ? limit : undefined;
+    if (n > limit) n = limit;
+    this.throttle?.recordBatch(time, n);
     this.owed = Math.max(0, this.owed - n * 1000);
-    const rows: RateRow[] = new Array(n);
+    const first = this.nextValue;
+    this.nextValue += n;
+    this.reportRecords(time, n);
+    if (n === 0) return this.ssc.sc.emptyRDD<RateRow>();
     const start = time - span;
-    for (let i = 0; i < n; i++) {
-      rows[i] = { timestamp: span > 0 ? start + Math.round(((i + 1) * span) / n) : time, value: this.nextValue++ };
-    }
-    return makeRDD(this.ssc, rows);
+    // Rows are made when the batch runs, in slices: a batch waiting in the queue holds two numbers.
+    return new RDD<RateRow>(this.ssc.sc, {
+      gen: function* (): Sliced<RateRow[][]> {
+        const rows: RateRow[] = new Array(n);
+        for (let i = 0; i < n; i++) {
+          rows[i] = { timestamp: span > 0 ? start + Math.round(((i + 1) * span) / n) : time, value: first + i };
+          if ((i & (CHUNK - 1)) === CHUNK - 1) yield;
+        }
+        return [rows];
+      },
+    });
   }
 
   checkpointPosition(): RatePosition {

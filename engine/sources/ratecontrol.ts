@@ -130,3 +130,52 @@ export class RateController {
     this.publish(rate);
   }
 }
+
+/**
+ * Throttle for a source that can make its records later (the rate generator): a batch takes at most
+ * what the pipeline processes in ~50% of a batch interval (the rest is left to the kernel: displays,
+ * requests), learnt from its completed batches (time per record, from batches big enough to measure),
+ * halved while batches wait behind each other. Unlike Spark's PID estimator it needs no steady state:
+ * it never collapses to its minimum when a backlog built up before it had learnt, nor lets a backlog
+ * through in one huge batch afterwards.
+ */
+export class ProcessingThrottle {
+  /** Records in each generated batch not yet completed. */
+  private readonly inFlight = new Map<number, number>();
+  private msPerRecord: number | undefined;
+  private behind = false;
+
+  constructor(
+    private readonly batchIntervalMs: number,
+    /** Batches smaller than this do not teach the time per record (fixed costs would dominate). */
+    private readonly minSample = 1000,
+  ) {}
+
+  /** The stream put `count` records into the batch at `batchTime`. */
+  recordBatch(batchTime: number, count: number): void {
+    this.inFlight.set(batchTime, count);
+    if (this.inFlight.size > 1000) this.inFlight.delete(this.inFlight.keys().next().value as number);
+  }
+
+  /** Records the next batch may take (Infinity: no limit learnt, and nothing waiting). */
+  limit(): number {
+    if (this.msPerRecord === undefined) {
+      // Not learnt yet: one full batch at a time, small ones while it runs.
+      return this.inFlight.size > 0 ? this.minSample : Infinity;
+    }
+    const n = (0.5 * this.batchIntervalMs) / this.msPerRecord;
+    return Math.max(this.minSample, Math.floor(this.behind ? n / 2 : n));
+  }
+
+  onBatchCompleted(event: { batchInfo: CompletedBatch }): void {
+    const info = event.batchInfo;
+    const n = this.inFlight.get(info.batchTime);
+    if (n === undefined) return;
+    for (const t of this.inFlight.keys()) if (t <= info.batchTime) this.inFlight.delete(t);
+    this.behind = (info.schedulingDelay ?? 0) > 2 * this.batchIntervalMs;
+    const ms = info.processingDelay;
+    if (ms === undefined || n < this.minSample || !(ms > 0)) return;
+    const sample = ms / n;
+    this.msPerRecord = this.msPerRecord === undefined ? sample : 0.7 * this.msPerRecord + 0.3 * sample;
+  }
+}

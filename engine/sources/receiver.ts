@@ -9,6 +9,7 @@ import { InputDStream } from "./input.js";
 import { BlockQueue, type BlockSlice, type BlockStore, type ReceivedBlock } from "./blocks.js";
 import { PIDRateEstimator, RateController, type PIDRateEstimatorOptions } from "./ratecontrol.js";
 import { makeRDD } from "./rddof.js";
+import { estimateRecordSize } from "./sizes.js";
 
 export type { BlockSlice, BlockStore, ReceivedBlock } from "./blocks.js";
 
@@ -21,7 +22,8 @@ export const DEFAULT_RESTART_DELAY_MS = 2000;
 /** What a receiver calls on the stream that supervises it (internal). */
 interface ReceiverHost<T> {
   readonly id: number;
-  hostStore(items: readonly T[], single: boolean): Promise<void>;
+  hostStore(items: readonly T[], single: boolean, waitForRoom?: boolean): Promise<void>;
+  hostReportDropped(count: number, reason: string): void;
   hostRestart(reason: string, error: unknown, delayMs: number | undefined): void;
   hostReportError(message: string, error: unknown): void;
   hostStop(message: string, error: unknown): void;
@@ -81,9 +83,15 @@ export abstract class Receiver<T> {
    * Stores records as one block and resolves once the stream's block store (a write-ahead log,
    * when one is installed) holds them durably; rejects if it could not. A reliable receiver
    * acknowledges its source only after this resolves. The records reach a batch either way.
+   * While the buffer is full it first waits for room (Spark blocks store()): nothing is dropped.
    */
   storeReliably(items: readonly T[]): Promise<void> {
-    return this.#need().hostStore(items, false);
+    return this.#need().hostStore(items, false, true);
+  }
+
+  /** Reports records this receiver had to drop (shown under the cell with counts, and to listeners). */
+  protected reportDropped(count: number, reason: string): void {
+    this.#need().hostReportDropped(count, reason);
   }
 
   /** Stops the receiver and starts it again after `delayMs` (default 2 s), reporting `reason` as an error. */
@@ -122,8 +130,10 @@ export abstract class Receiver<T> {
   }
 
   /**
-   * True when a rate limit holds records back and the buffer holds several batches' worth: a
-   * source that can push back (a socket) should pause reading until onBufferDrained().
+   * True when the buffer is full: a rate limit holds several batches' worth back, or what is
+   * buffered and in batches not yet done reaches maxBufferedBytes or maxBufferedRecords. A source
+   * that can push back (a socket) should pause reading until onBufferDrained(); past twice the
+   * bounds, store() drops records (and says so), so one that ignores this cannot exhaust memory.
    */
   protected isBufferFull(): boolean {
     return this.#host?.hostBufferFull() ?? false;
@@ -149,7 +159,19 @@ export interface ReceiverStreamOptions<T = unknown> {
   blockStore?: BlockStore<T>;
   /** With a block store, single stored records are sealed into a block at least this often (default 200 ms, as Spark). */
   blockIntervalMs?: number;
+  /**
+   * Bound on the estimated bytes of records buffered or in batches not yet done (default 64 MiB):
+   * at it the buffer is full (isBufferFull, storeReliably waits); at twice it store() drops records.
+   */
+  maxBufferedBytes?: number;
+  /** The same bound in records (default 1,000,000). */
+  maxBufferedRecords?: number;
 }
+
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_BUFFERED_RECORDS = 1_000_000;
+/** Drops are reported at most this often per stream (with the count since the last report). */
+const DROP_REPORT_INTERVAL_MS = 1000;
 
 interface OpenBlock<T> {
   time: number;
@@ -174,6 +196,20 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
   private readonly replay = new Map<number, T[]>();
   /** Records allocated to batches at generation time and not yet read by compute(). */
   private readonly allocated = new Map<number, T[]>();
+  private readonly maxBufferedBytes: number;
+  private readonly maxBufferedRecords: number;
+  /** Records and bytes in batches generated but not completed: they count against the bounds. */
+  private readonly inFlight = new Map<number, { records: number; bytes: number }>();
+  private inFlightRecords = 0;
+  private inFlightBytes = 0;
+  /** Estimated bytes per record of the latest block (for the open block's records). */
+  private recordBytes = 64;
+  /** storeReliably calls waiting for room. */
+  private roomWaiters: (() => void)[] = [];
+  private droppedTotal = 0;
+  private dropPending = 0;
+  private dropReason = "";
+  private dropTimer: NodeJS.Timeout | undefined;
 
   private rstate: ReceiverState = "initialized";
   private generation = 0;
@@ -196,6 +232,8 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
     this.blockStore = options.blockStore;
     this.blockIntervalMs = options.blockIntervalMs ?? 200;
     this.restartDelayMs = options.restartDelayMs ?? DEFAULT_RESTART_DELAY_MS;
+    this.maxBufferedBytes = positiveOr(options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES, "maxBufferedBytes");
+    this.maxBufferedRecords = positiveOr(options.maxBufferedRecords, DEFAULT_MAX_BUFFERED_RECORDS, "maxBufferedRecords");
     const conf = ssc.conf;
     const maxRate = options.maxRate ?? conf.maxRate;
     this.maxRate = maxRate !== undefined && maxRate > 0 ? maxRate : undefined;
@@ -215,6 +253,7 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
     ssc.addBatchGenerationHook((time) => {
       this.allocate(time);
     });
+    ssc.addBatchCompletionHook((time) => this.release(time));
   }
 
   // ---- rate limit ---------------------------------------------------------------------------
@@ -236,6 +275,76 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
   /** Records stored and not yet taken by a batch. */
   bufferedRecords(): number {
     return this.queue.size + (this.open?.items.length ?? 0);
+  }
+
+  /** Estimated bytes of the records stored and not yet taken by a batch. */
+  bufferedBytes(): number {
+    return this.queue.bytes + (this.open?.items.length ?? 0) * this.recordBytes;
+  }
+
+  /** Records dropped since the stream was created because a receiver ignored a full buffer (or dropped them itself). */
+  get droppedRecords(): number {
+    return this.droppedTotal;
+  }
+
+  /** Over the bounds by `factor`: 1 is full (push back), 2 is where store() drops. */
+  private over(factor: number): boolean {
+    return (
+      this.bufferedRecords() + this.inFlightRecords >= factor * this.maxBufferedRecords ||
+      this.bufferedBytes() + this.inFlightBytes >= factor * this.maxBufferedBytes
+    );
+  }
+
+  /** Resolves once the buffer is no longer full. */
+  private room(): Promise<void> {
+    if (!this.hostBufferFull()) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Batches up to `time` are done: their records no longer count against the bounds. */
+  private release(time: number): void {
+    for (const [t, f] of this.inFlight) {
+      if (t > time) continue;
+      this.inFlight.delete(t);
+      this.inFlightRecords -= f.records;
+      this.inFlightBytes -= f.bytes;
+    }
+    this.drained();
+  }
+
+  /** Tells the receiver, and storeReliably calls waiting, when the buffer has room again. */
+  private drained(): void {
+    if (this.hostBufferFull()) return;
+    for (const w of this.roomWaiters.splice(0)) w();
+    try {
+      this.receiver.onBufferDrained();
+    } catch (e) {
+      this.hostReportError("onBufferDrained threw", e);
+    }
+  }
+
+  hostReportDropped(count: number, reason: string): void {
+    if (!(count > 0)) return;
+    this.droppedTotal += count;
+    this.dropPending += count;
+    this.dropReason = reason;
+    // The first drop is reported at once; more within the interval are summed into one report.
+    if (this.dropTimer) return;
+    this.flushDrops();
+    this.dropTimer = setTimeout(() => {
+      this.dropTimer = undefined;
+      if (this.dropPending > 0) this.flushDrops();
+    }, DROP_REPORT_INTERVAL_MS);
+    this.dropTimer.unref();
+  }
+
+  private flushDrops(): void {
+    const count = this.dropPending;
+    if (count === 0) return;
+    this.dropPending = 0;
+    this.ssc.notifyListeners("onRecordsDropped", {
+      droppedInfo: { streamId: this.id, name: this.name, count, total: this.droppedTotal, reason: this.dropReason, time: this.ssc.now() },
+    });
   }
 
   private batchLimit(): number {
@@ -266,7 +375,17 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
     this.replay.set(batchTime, items.slice());
   }
 
-  hostStore(items: readonly T[], single: boolean): Promise<void> {
+  hostStore(items: readonly T[], single: boolean, waitForRoom = false): Promise<void> {
+    if (waitForRoom && this.hostBufferFull()) return this.room().then(() => this.hostStore(items, single, true));
+    if (this.over(2)) {
+      // The receiver kept storing into a full buffer: memory stays bounded, and the loss is reported.
+      this.hostReportDropped(
+        items.length,
+        `the buffer held twice its bound (${this.maxBufferedRecords} records or ${Math.round(this.maxBufferedBytes / 1048576)} MiB, ` +
+          `counting batches not yet done) and the receiver kept storing; pause on isBufferFull() or use storeReliably()`,
+      );
+      return Promise.resolve();
+    }
     if (single) {
       const now = this.ssc.now();
       if (!this.open) this.open = { time: now, items: [] };
@@ -289,6 +408,12 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
     return { id: this.nextBlockId++, streamId: this.id, time, items };
   }
 
+  private push(block: ReceivedBlock<T>): void {
+    const bytes = estimateRecordSize(block.items);
+    if (bytes > 0) this.recordBytes = bytes;
+    this.queue.push(block, bytes);
+  }
+
   private sealOpen(): void {
     if (this.sealTimer) {
       clearTimeout(this.sealTimer);
@@ -304,16 +429,16 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
   private enqueue(block: ReceivedBlock<T>): Promise<void> {
     const store = this.blockStore;
     if (!store) {
-      this.queue.push(block);
+      this.push(block);
       return Promise.resolve();
     }
     const done = () => {
-      this.queue.push(block);
+      this.push(block);
     };
     const failed = (e: unknown) => {
       // The block stays in memory and reaches its batch; only its durability is lost.
       this.hostReportError(`could not store block ${block.id} of stream ${this.id} durably`, e);
-      this.queue.push(block);
+      this.push(block);
       throw e;
     };
     if (this.pendingPuts === 0) {
@@ -333,6 +458,18 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
         return Promise.resolve();
       }
       return this.track(Promise.resolve(result).then(done, failed));
+    }
+    if (store.concurrentPuts) {
+      // put() is called at once (a log writes in order, and one group commit covers many blocks);
+      // blocks still enter the queue in order, each once its own put has settled.
+      let settled: Promise<void>;
+      try {
+        settled = Promise.resolve(store.put(block));
+      } catch (e) {
+        settled = Promise.reject(e);
+      }
+      settled.catch(() => {}); // handled in order below
+      return this.track(this.putChain.then(() => settled).then(done, failed));
     }
     return this.track(this.putChain.then(() => store.put(block)).then(done, failed));
   }
@@ -355,26 +492,28 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
     // Allocations no output read (this stream had no consumer at those times) are dropped, as in Spark.
     for (const t of this.allocated.keys()) if (t < time) this.allocated.delete(t);
     let items: T[];
+    let bytes: number;
     const replayed = this.replay.get(time);
     if (replayed) {
       this.replay.delete(time);
       items = replayed;
+      bytes = estimateRecordSize(items) * items.length;
     } else {
       if (this.open && this.open.time <= time) this.sealOpen();
       const taken = this.queue.take(time, this.batchLimit());
       items = taken.items;
+      bytes = taken.bytes;
       if (taken.slices.length > 0) this.blockStore?.allocated?.(time, taken.slices);
     }
     this.allocated.set(time, items);
+    if (items.length > 0) {
+      this.inFlight.set(time, { records: items.length, bytes });
+      this.inFlightRecords += items.length;
+      this.inFlightBytes += bytes;
+    }
     this.reportRecords(time, items.length);
     this.rateController?.recordBatch(time, items.length);
-    if (!this.hostBufferFull()) {
-      try {
-        this.receiver.onBufferDrained();
-      } catch (e) {
-        this.hostReportError("onBufferDrained threw", e);
-      }
-    }
+    this.drained();
     return items;
   }
 
@@ -393,6 +532,7 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
   }
 
   hostBufferFull(): boolean {
+    if (this.over(1)) return true;
     const rate = this.rateLimit;
     if (rate === undefined) return false;
     // Four batches' worth, and never fewer than 1000 records, so a slow limit still reads in chunks.
@@ -412,6 +552,9 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
     await this.stopReceiver("Stopped by the streaming context", undefined);
     // What was stored stays buffered: a graceful stop or a later start still delivers it.
     this.sealOpen();
+    if (this.dropTimer) clearTimeout(this.dropTimer);
+    this.dropTimer = undefined;
+    this.flushDrops();
   }
 
   hostState(): ReceiverState {
@@ -505,6 +648,12 @@ export class ReceiverInputDStream<T> extends InputDStream<T> implements Receiver
   private notify(event: "onReceiverStarted" | "onReceiverError" | "onReceiverStopped", active: boolean): void {
     this.ssc.notifyListeners(event, { receiverInfo: this.receiverInfo(active) });
   }
+}
+
+function positiveOr(v: number | undefined, fallback: number, name: string): number {
+  if (v === undefined) return fallback;
+  if (!(v > 0)) throw new IllegalArgumentError(`${name} must be > 0, got ${v}`);
+  return v;
 }
 
 function isThenable(v: unknown): v is PromiseLike<void> {

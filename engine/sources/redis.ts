@@ -3,11 +3,13 @@
 import type Redis from "ioredis";
 import type { RedisOptions } from "ioredis";
 import type { StreamingContext } from "../context.js";
-import type { DStream } from "../dstream.js";
+import type { DStream, NameOption } from "../dstream.js";
 import type { RDD } from "../rdd.js";
 import { StreamingError, errorMessage } from "../errors.js";
 import { InputDStream } from "./input.js";
 import { makeRDD } from "./rddof.js";
+import { groupTaskOf, PARTITIONED_SINK } from "../group/scope.js";
+import type { GroupSourceSpec } from "../group/log.js";
 
 export interface RedisConnectionOptions {
   /** `redis://host:port/db`; takes precedence over host/port. */
@@ -541,10 +543,18 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
   /** Recovery (before start): batch `time` takes exactly the entries up to `selection`'s IDs after the previous batch's. */
   restoreSelection(time: number, selection: unknown): void {
     if (selection === null || typeof selection !== "object" || Array.isArray(selection)) return;
-    const upTo: Record<string, string> = {};
-    for (const [s, id] of Object.entries(selection as Record<string, unknown>)) if (typeof id === "string" && /^\d+(-\d+)?$/.test(id)) upTo[s] = id;
+    const upTo = selectionIds(selection);
     if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: restoreSelection after start; recover before starting the context`);
     this.replay.set(time, upTo);
+  }
+
+  /** Recovery (before start): batch `time` took entries up to `selection`'s IDs and completed; the position moves past them. */
+  skipSelection(_time: number, selection: unknown): void {
+    if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: skipSelection after start; recover before starting the context`);
+    for (const [s, id] of Object.entries(selectionIds(selection))) {
+      const had = this.taken.get(s);
+      if (had === undefined || compareIds(id, had) > 0) this.taken.set(s, id);
+    }
   }
 
   override clearMetadata(time: number): void {
@@ -618,12 +628,28 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
     return n;
   }
 
+  /**
+   * In a group (engine/group): each stream key is one partition, read by log time (the entry IDs' clock).
+   * A consumer group (`group`) and `count` are single-process options; a group ignores them.
+   */
+  groupSource(): GroupSourceSpec {
+    return { kind: "redis", partitionIds: this.streams.slice(), connection: { ...this.conn }, startId: this.startId };
+  }
+
   restorePosition(position: unknown): void {
     const p = position as Partial<RedisStreamPosition> | undefined;
     if (!p || typeof p.lastIds !== "object" || p.lastIds === null) return;
     this.taken = new Map(Object.entries(p.lastIds));
     if (this.fetcher) throw new RedisStreamError(`redisStream ${this.name}: restorePosition after start; recover before starting the context`);
   }
+}
+
+/** The last IDs per stream of a logged selection (malformed entries are ignored). */
+function selectionIds(selection: unknown): Record<string, string> {
+  const upTo: Record<string, string> = {};
+  if (selection === null || typeof selection !== "object" || Array.isArray(selection)) return upTo;
+  for (const [s, id] of Object.entries(selection as Record<string, unknown>)) if (typeof id === "string" && /^\d+(-\d+)?$/.test(id)) upTo[s] = id;
+  return upTo;
 }
 
 /** ssc.redisStream(...) until the context has it: a DStream of Redis stream entries. */
@@ -658,6 +684,8 @@ export function defaultFields(r: unknown): Record<string, string> {
  * Writes each batch of `dstream` to a Redis stream, atomically and idempotently per batch time: entry IDs
  * are `<batchTime>-0`, `<batchTime>-1`, ... written by one script that skips a batch already there. A batch
  * replayed after recovery therefore adds nothing.
+ * In a group, each partition writes its own stream `<stream>:<partition>`, under the partition's epoch: a
+ * write by an instance that lost the partition is refused (its entries carry `w`, the writer, and `e`, the epoch).
  */
 export function saveToRedis<T>(dstream: DStream<T>, options: RedisSinkOptions<T>): void {
   let redis: Redis | undefined;
@@ -668,12 +696,19 @@ export function saveToRedis<T>(dstream: DStream<T>, options: RedisSinkOptions<T>
       redis = undefined;
     },
   });
-  dstream.foreachRDD(async (rdd, time) => {
+  const connection: RedisConnectionOptions = { url: options.url, host: options.host, port: options.port, redisOptions: options.redisOptions };
+  const write = async (rdd: RDD<T>, time: number): Promise<void> => {
+    const rows = rdd.collect().map((r) => toFields(r));
+    const task = groupTaskOf(rdd);
+    if (task) {
+      await task.writeRedisOutput(connection, `${options.stream}:${task.partition}`, time, rows, options.maxLen);
+      return;
+    }
     if (!redis) {
       redis = connect(options);
       redis.on("error", () => {});
     }
-    const rows = rdd.collect().map((r) => toFields(r));
     await writeBatchIdempotent(redis, options.stream, time, rows, options.maxLen);
-  }, { name: `saveToRedis(${options.stream})` });
+  };
+  dstream.foreachRDD(write, { name: `saveToRedis(${options.stream})`, [PARTITIONED_SINK]: connection } as NameOption);
 }

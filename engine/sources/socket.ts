@@ -3,6 +3,7 @@
 
 import * as net from "node:net";
 import type { StreamingContext } from "../context.js";
+import { IllegalArgumentError } from "../errors.js";
 import { LineSplitter } from "./lines.js";
 import { Receiver, ReceiverInputDStream, type ReceiverStreamOptions } from "./receiver.js";
 
@@ -13,11 +14,19 @@ export interface SocketStreamOptions extends ReceiverStreamOptions<string> {
   maxReconnectDelayMs?: number;
   /** A connection attempt that has not succeeded after this long fails and is retried (default 10000 ms). */
   connectTimeoutMs?: number;
+  /**
+   * Lines longer than this many characters are skipped and reported as dropped records, so one line
+   * with no newline cannot take all memory (default 64 Mi characters).
+   */
+  maxLineLength?: number;
 }
+
+export const DEFAULT_MAX_LINE_LENGTH = 64 * 1024 * 1024;
 
 /**
  * Reads lines from host:port. Lines end at \n or \r\n; a line cut across chunks is joined, and a last
- * line without a newline is kept when the connection ends. Every failure (refused, reset, closed by
+ * line without a newline is kept when the connection ends. A line past maxLineLength is skipped and
+ * reported (onRecordsDropped, and under the cell in a notebook). Every failure (refused, reset, closed by
  * the server) becomes a restart: reported through onReceiverError, then a new connection after the backoff.
  * While a rate limit holds records back, reading pauses so that TCP pushes back on the sender.
  */
@@ -28,22 +37,28 @@ export class SocketReceiver extends Receiver<string> {
   private readonly initialDelay: number;
   private readonly maxDelay: number;
   private readonly connectTimeout: number;
+  private readonly maxLineLength: number;
 
   constructor(
     readonly host: string,
     readonly port: number,
-    options: Pick<SocketStreamOptions, "reconnectDelayMs" | "maxReconnectDelayMs" | "connectTimeoutMs"> = {},
+    options: Pick<SocketStreamOptions, "reconnectDelayMs" | "maxReconnectDelayMs" | "connectTimeoutMs" | "maxLineLength"> = {},
   ) {
     super();
     this.name = `socket ${host}:${port}`;
     this.initialDelay = options.reconnectDelayMs ?? 100;
     this.maxDelay = Math.max(this.initialDelay, options.maxReconnectDelayMs ?? 2000);
     this.connectTimeout = options.connectTimeoutMs ?? 10_000;
+    this.maxLineLength = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
+    if (!(this.maxLineLength >= 1)) throw new IllegalArgumentError(`socketTextStream: maxLineLength must be >= 1 character, got ${this.maxLineLength}`);
   }
 
   onStart(): void {
     const socket = net.connect({ host: this.host, port: this.port });
-    const splitter = new LineSplitter();
+    const max = this.maxLineLength;
+    const splitter = new LineSplitter(max, (length) =>
+      this.reportDropped(1, `a line of ${length} characters from ${this.host}:${this.port} is longer than maxLineLength (${max}); it was skipped`),
+    );
     this.socket = socket;
     this.paused = false;
     let connected = false;

@@ -124,12 +124,13 @@ export class TextFileInputDStream extends InputDStream<string> {
   }
 
   restoreSelection(time: number, selection: unknown): void {
-    if (!Array.isArray(selection)) return;
-    const files: SeenFile[] = [];
-    for (const f of selection as unknown[]) {
-      if (Array.isArray(f) && typeof f[0] === "string" && typeof f[1] === "number" && typeof f[2] === "number") files.push([f[0], f[1], f[2]]);
-    }
-    this.replay.set(time, files);
+    this.replay.set(time, selectedFiles(selection));
+  }
+
+  /** Recovery: batch `time` took these files and completed; they count as seen. */
+  skipSelection(_time: number, selection: unknown): void {
+    for (const [name, ino, mtimeMs] of selectedFiles(selection)) this.seen.set(name, { ino, mtimeMs });
+    this.initialised = true;
   }
 
   override clearMetadata(time: number): void {
@@ -160,6 +161,16 @@ export class TextFileInputDStream extends InputDStream<string> {
     }
     return out;
   }
+}
+
+/** The files of a logged selection (malformed entries are ignored). */
+function selectedFiles(selection: unknown): SeenFile[] {
+  const files: SeenFile[] = [];
+  if (!Array.isArray(selection)) return files;
+  for (const f of selection as unknown[]) {
+    if (Array.isArray(f) && typeof f[0] === "string" && typeof f[1] === "number" && typeof f[2] === "number") files.push([f[0], f[1], f[2]]);
+  }
+  return files;
 }
 
 /** A file's lines (\n or \r\n, no empty last line), read in chunks; a file gone by now has none. */
