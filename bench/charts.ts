@@ -121,17 +121,22 @@ console.log(JSON.stringify(liveDisplayStats()));
       produceMs: number;
       produceMsMax: number;
       coalesced: number;
+      finalsSent: number;
+      finalMs: number;
     };
 
     const perSecond = sent.length / elapsed;
     const bytes = sent.reduce((a, u) => a + u.bytes, 0) / Math.max(1, sent.length);
-    const svgMs = stats.produceMs / Math.max(1, stats.updatesSent);
+    // Live updates carry the SVG; the last state's update carries a PNG instead (rendered once per display).
+    const svgMs = (stats.produceMs - stats.finalMs) / Math.max(1, stats.updatesSent - stats.finalsSent);
+    const pngMs = stats.finalMs / Math.max(1, stats.finalsSent);
     const idleP99 = percentile(idle, 99);
     const busyP99 = percentile(busy, 99);
     console.log(`chart benchmark: ${1000 / BATCH_MS} batches/s for ${fmt(elapsed)} s, one append-mode chart (1000 rows max), updates limited to 10/s`);
     console.log(`updates sent:             ${sent.length} = ${fmt(perSecond)} updates/s (ratio to the 10/s goal: ${fmt(perSecond / 10, 2)}); ${stats.coalesced} batch updates coalesced`);
     console.log(`bytes per update:         ${fmt(bytes / 1024)} kB (Vega-Lite spec with rows + SVG + text)`);
     console.log(`SVG rendering per update: ${fmt(svgMs)} ms mean, ${fmt(stats.produceMsMax)} ms max (ratio to the 100 ms budget: ${fmt(svgMs / 100, 2)})`);
+    console.log(`PNG of the last state:    ${stats.finalsSent} rendered, ${fmt(pngMs)} ms each with its SVG (ratio to the 100 ms budget: ${fmt(pngMs / 100, 2)}); per update over the run: ${fmt(stats.produceMs / Math.max(1, stats.updatesSent))} ms`);
     console.log(`kernel_info latency idle:      p50 ${fmt(percentile(idle, 50), 2)} ms, p99 ${fmt(idleP99, 2)} ms (${idle.length} requests)`);
     console.log(`kernel_info latency streaming: p50 ${fmt(percentile(busy, 50), 2)} ms, p99 ${fmt(busyP99, 2)} ms (${busy.length} requests); ratio streaming/idle p99 ${fmt(busyP99 / idleP99, 2)}; goal p99 < 100 ms: ${busyP99 < 100 ? "met" : "NOT met"}`);
   } finally {

@@ -6,13 +6,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import type Redis from "ioredis";
 import { Etcd3 } from "etcd3";
 import { connect } from "../engine/sources/redis.js";
+import { freePorts } from "../cli/client.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -36,16 +36,6 @@ const cleanups: (() => void)[] = [];
 process.on("exit", () => cleanups.splice(0).forEach((c) => c()));
 for (const s of ["SIGINT", "SIGTERM"] as const) process.on(s, () => process.exit(130));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function daemon(cmd: string, argv: string[]): ChildProcess {
   const p = spawn(cmd, argv, { stdio: "ignore" });
@@ -56,7 +46,7 @@ function daemon(cmd: string, argv: string[]): ChildProcess {
 async function startServers(): Promise<{ redisUrl: string; etcdUrl: string; etcdHttp: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-bench-scale-"));
   cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const [rp, ep, pp] = [await freePort(), await freePort(), await freePort()];
+  const [rp, ep, pp] = await freePorts(3);
   daemon("redis-server", ["--port", String(rp), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--protected-mode", "no"]);
   const c = `http://127.0.0.1:${ep}`;
   const p = `http://127.0.0.1:${pp}`;

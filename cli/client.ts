@@ -25,6 +25,21 @@ export class KernelSpecNotFoundError extends Error {
   override name = "KernelSpecNotFoundError";
 }
 
+/** The kernel could not bind a port the client chose: another process took it in between. */
+export class KernelPortInUseError extends KernelStartError {
+  override name = "KernelPortInUseError";
+  constructor(
+    message: string,
+    /** Which ports, e.g. "port 40123 (shell)". */
+    readonly ports: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Launches tried, each with freshly chosen ports, when the kernel finds one of them taken. */
+export const PORT_ATTEMPTS = 3;
+
 export interface KernelSpec {
   name: string;
   argv: string[];
@@ -78,8 +93,8 @@ function isStringRecord(v: unknown): v is Record<string, string> {
   return typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string");
 }
 
-/** Five distinct free TCP ports on 127.0.0.1 (held open together so they differ, then released). */
-async function freePorts(n: number): Promise<number[]> {
+/** n distinct free TCP ports on 127.0.0.1 (held open together so they differ, then released). */
+export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: n }, () => new Promise<import("node:net").Server>((ok, fail) => {
       const s = createServer();
@@ -181,8 +196,26 @@ export class KernelClient {
     void this.readIopub();
   }
 
-  /** Writes a connection file, spawns the kernelspec's argv and waits until the kernel answers on shell and IOPub. */
+  /**
+   * Writes a connection file, spawns the kernelspec's argv and waits until the kernel answers on shell and
+   * IOPub. The ports are free when chosen but the kernel binds them later, as with every Jupyter client: if
+   * another process took one in between, the kernel fails to bind and is launched again with new ports.
+   */
   static async launch(spec: KernelSpec, options: LaunchOptions = {}): Promise<KernelClient> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await KernelClient.launchOnce(spec, options);
+      } catch (err) {
+        if (!(err instanceof KernelPortInUseError) || attempt >= PORT_ATTEMPTS || options.signal?.aborted) {
+          if (err instanceof KernelPortInUseError) err.message += ` (${attempt} launches, each with new ports)`;
+          throw err;
+        }
+        options.onKernelOutput?.(`streambook: ${err.ports} was taken before the kernel could bind it; launching the kernel again with other ports\n`);
+      }
+    }
+  }
+
+  private static async launchOnce(spec: KernelSpec, options: LaunchOptions): Promise<KernelClient> {
     const [shell, iopub, stdin, control, hb] = await freePorts(5);
     const info: ConnectionInfo = {
       transport: "tcp",
@@ -223,9 +256,19 @@ export class KernelClient {
       await Promise.race([client.waitForReady(options.startTimeoutMs ?? 30_000, options.signal), spawnError]);
     } catch (err) {
       await client.kill();
-      throw err;
+      throw client.portInUse(info) ?? err;
     }
     return client;
+  }
+
+  /** If the kernel's output says a port was taken, the error naming it (which port, which channel). */
+  private portInUse(info: ConnectionInfo): KernelPortInUseError | undefined {
+    const log = this.logText();
+    if (!/address already in use|EADDRINUSE/i.test(log)) return undefined;
+    const channels = { shell: info.shell_port, iopub: info.iopub_port, stdin: info.stdin_port, control: info.control_port, heartbeat: info.hb_port };
+    const taken = Object.entries(channels).filter(([, port]) => new RegExp(`\\b${port}\\b`).test(log));
+    const which = taken.length > 0 ? taken.map(([channel, port]) => `port ${port} (${channel})`).join(", ") : `one of ports ${Object.values(channels).join(", ")}`;
+    return new KernelPortInUseError(`kernel ${this.spec.name} could not bind ${which} on ${info.ip}: address already in use; its output:\n${log}`, which);
   }
 
   private logText(): string {

@@ -5,9 +5,9 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import * as http from "node:http";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { basename, extname, join } from "node:path";
+import { freePorts } from "./client.js";
 
 export interface GroupRunArgs {
   instances?: number;
@@ -53,16 +53,6 @@ function etcdHealthy(url: string): Promise<boolean> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function findEtcd(): string | undefined {
   for (const dir of (process.env.PATH ?? "").split(":")) if (dir && existsSync(join(dir, "etcd"))) return join(dir, "etcd");
@@ -74,7 +64,7 @@ function findEtcd(): string | undefined {
 async function startLocalEtcd(log: (s: string) => void): Promise<{ url: string; stop: () => void } | undefined> {
   const bin = findEtcd();
   if (!bin) return undefined;
-  const [client, peer] = [await freePort(), await freePort()];
+  const [client, peer] = await freePorts(2);
   const dir = mkdtempSync(join(tmpdir(), "streambook-etcd-"));
   const c = `http://127.0.0.1:${client}`;
   const p = `http://127.0.0.1:${peer}`;

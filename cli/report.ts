@@ -1,6 +1,7 @@
 // A self-contained HTML report of an executed notebook: markdown rendered by a small safe renderer,
 // code with its outputs, charts as their inline SVG. No scripts, no external resources.
 
+import type { JsonObject } from "./client.js";
 import type { Cell, MimeData, Notebook, Output } from "./run.js";
 
 export function escapeHtml(s: string): string {
@@ -125,12 +126,22 @@ export function renderMarkdown(md: string): string {
   return out.join("\n");
 }
 
-function renderData(data: MimeData): string {
+/** An image's display size from output metadata ({ "image/png": { width, height } }), as width/height attributes. */
+function sizeAttributes(metadata: JsonObject | undefined, mime: string): string {
+  const size = metadata?.[mime];
+  if (typeof size !== "object" || size === null) return "";
+  const { width, height } = size as { width?: unknown; height?: unknown };
+  return (typeof width === "number" ? ` width="${width}"` : "") + (typeof height === "number" ? ` height="${height}"` : "");
+}
+
+function renderData(data: MimeData, metadata?: JsonObject): string {
   const svg = data["image/svg+xml"];
   if (svg !== undefined) return `<div class="svg">${text(svg)}</div>`;
   if (data["text/html"] !== undefined) return `<div class="html">${text(data["text/html"])}</div>`;
   for (const mime of ["image/png", "image/jpeg", "image/gif"]) {
-    if (data[mime] !== undefined) return `<img src="data:${mime};base64,${escapeHtml(text(data[mime]).replace(/\s+/g, ""))}">`;
+    if (data[mime] !== undefined) {
+      return `<img src="data:${mime};base64,${escapeHtml(text(data[mime]).replace(/\s+/g, ""))}"${sizeAttributes(metadata, mime)}>`;
+    }
   }
   if (data["text/markdown"] !== undefined) return `<div class="markdown">${renderMarkdown(text(data["text/markdown"]))}</div>`;
   if (data["text/plain"] !== undefined) return `<pre>${escapeHtml(text(data["text/plain"]).replace(ANSI, ""))}</pre>`;
@@ -144,9 +155,9 @@ function renderOutput(o: Output): string {
     case "stream":
       return `<pre class="stream ${escapeHtml(o.name)}">${escapeHtml(text(o.text).replace(ANSI, ""))}</pre>`;
     case "display_data":
-      return `<div class="output display">${renderData(o.data)}</div>`;
+      return `<div class="output display">${renderData(o.data, o.metadata)}</div>`;
     case "execute_result":
-      return `<div class="output result"><span class="prompt">Out[${o.execution_count ?? " "}]:</span>${renderData(o.data)}</div>`;
+      return `<div class="output result"><span class="prompt">Out[${o.execution_count ?? " "}]:</span>${renderData(o.data, o.metadata)}</div>`;
     case "error": {
       const tb = o.traceback.length > 0 ? o.traceback.join("\n") : `${o.ename}: ${o.evalue}`;
       return `<pre class="error">${escapeHtml(tb.replace(ANSI, ""))}</pre>`;
@@ -175,7 +186,7 @@ pre code { background: none; padding: 0; }
 .prompt { color: #888; font: 12px ui-monospace, monospace; display: block; }
 .stream.stderr { background: #fff2f2; }
 .error { background: #fde8e8; color: #8a1010; }
-.svg svg { max-width: 100%; height: auto; }
+.svg svg, img { max-width: 100%; height: auto; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: .2em .5em; }
 blockquote { border-left: 3px solid #ccc; margin: 0; padding-left: 1em; color: #555; }
 footer { color: #888; font-size: 12px; margin-top: 3em; }`;

@@ -531,7 +531,7 @@ Runs every code cell of the notebook in a fresh kernel (default: the notebook's 
 streambook), prints each cell's output and live display updates, and stops at the first error.
 Without NOTEBOOK it runs the first tutorial, notebooks/01-*.ipynb.
   --out F          write the executed notebook (nbformat 4) to F
-  --html F         write a self-contained HTML report (charts as SVG) to F
+  --html F         write a self-contained HTML report (charts as SVG or PNG) to F
   --timeout S      per-cell timeout in seconds (default 60); the cell is interrupted, the run fails
   --kernel NAME    the kernelspec to start (searched in Jupyter's data dirs)
   --kernel-cmd C   start this command instead; {connection_file} is replaced by the connection file

@@ -6,7 +6,7 @@ const USAGE = `usage:
   streambook install [--user | --prefix PREFIX] [--quiet]   register the "streambook" Jupyter kernel
   streambook uninstall [--user | --prefix PREFIX] [--quiet] remove it
   streambook kernel -f CONNECTION_FILE                      start a kernel (what Jupyter runs)
-  streambook run ...                                         run a streaming program (see streambook run --help)
+  streambook run [NOTEBOOK.ipynb] ...                        run a notebook headlessly (see streambook run --help)
 `;
 
 export class CliUsageError extends Error {

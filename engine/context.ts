@@ -201,6 +201,11 @@ export class StreamingContext {
     return this._state;
   }
 
+  /** True from stop() until it resolves: sinks that retry a failing write give up then, so stop() is not held. */
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
+
   /** The active context of this process, if any. */
   static getActive(): StreamingContext | undefined {
     return active;

@@ -93,6 +93,12 @@ export abstract class DStream<T> {
   private storageLevel: StorageLevel = StorageLevel.NONE;
   /** Set by checkpoint(interval): how often this stream's data should be checkpointed. */
   checkpointDuration?: number;
+  /**
+   * Each batch restates a running total per key (updateStateByKey, stateSnapshots(), windowed reductions
+   * by key, and filter/mapValues of those): chart() then defaults to "update" mode, the latest value per
+   * key, since stacking every batch's restated total would overstate it.
+   */
+  restatesKeyedTotals = false;
 
   constructor(ssc: StreamingContext, kind: string, dependencies: DStream<unknown>[], options?: NameOption) {
     this.ssc = ssc;
@@ -229,7 +235,7 @@ export abstract class DStream<T> {
   }
 
   filter(f: (x: T) => boolean): DStream<T> {
-    return this.derive("filter", (rdd) => rdd.filter(f));
+    return restating(this.derive("filter", (rdd) => rdd.filter(f)), this.restatesKeyedTotals);
   }
 
   glom(): DStream<T[]> {
@@ -431,7 +437,7 @@ export abstract class DStream<T> {
   // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key.
 
   mapValues<K, V, U>(this: DStream<[K, V]>, f: (v: V) => U): DStream<[K, U]> {
-    return this.derive("mapValues", (rdd) => rdd.mapValues(f));
+    return restating(this.derive("mapValues", (rdd) => rdd.mapValues(f)), this.restatesKeyedTotals);
   }
 
   flatMapValues<K, V, U>(this: DStream<[K, V]>, f: (v: V) => Iterable<U>): DStream<[K, U]> {
@@ -492,7 +498,7 @@ export abstract class DStream<T> {
     slideDuration: number = this.slideDuration,
     numPartitions?: number,
   ): DStream<[K, V[]]> {
-    return this.window(windowDuration, slideDuration).groupByKey(numPartitions);
+    return restating(this.window(windowDuration, slideDuration).groupByKey(numPartitions));
   }
 
   /**
@@ -528,7 +534,7 @@ export abstract class DStream<T> {
       const slide = c ?? this.slideDuration;
       this.checkWindow("reduceByKeyAndWindow", b, slide);
       const n = typeof d === "number" ? d : undefined;
-      return this.reduceByKey(f, n).window(b, slide).reduceByKey(f, n);
+      return restating(this.reduceByKey(f, n).window(b, slide).reduceByKey(f, n));
     }
     if (typeof c !== "number") throw new IllegalArgumentError("reduceByKeyAndWindow(func, invFunc, windowDuration, slideDuration?): windowDuration is missing");
     const slide = typeof d === "number" ? d : this.slideDuration;
@@ -538,9 +544,9 @@ export abstract class DStream<T> {
       // A window shorter than its slide shares no batch with the previous one: nothing to subtract.
       const w = this.reduceByKey(f, options.numPartitions).window(c, slide).reduceByKey(f, options.numPartitions);
       const keep = options.filterFunc;
-      return keep ? w.filter(keep) : w;
+      return restating(keep ? w.filter(keep) : w);
     }
-    return need(operators.reducedWindow, "reduceByKeyAndWindow")(this.reduceByKey(f, options.numPartitions), f, b, c, slide, options);
+    return restating(need(operators.reducedWindow, "reduceByKeyAndWindow")(this.reduceByKey(f, options.numPartitions), f, b, c, slide, options));
   }
 
   /**
@@ -571,7 +577,7 @@ export abstract class DStream<T> {
     const update: StateUpdate<K, V, S> = options.withTime
       ? { kind: "timeKey", f: f as (time: number, key: K, values: V[], state: S | undefined) => S | undefined }
       : { kind: "key", f: f as (values: V[], state: S | undefined, key: K) => S | undefined };
-    return need(operators.updateState, "updateStateByKey")(this, update, options);
+    return restating(need(operators.updateState, "updateStateByKey")(this, update, options));
   }
 
   /**
@@ -599,7 +605,7 @@ export abstract class DStream<T> {
     const update: StateUpdate<K, V, S> = options.withTime
       ? { kind: "timePartition", f: f as (time: number, records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]> }
       : { kind: "partition", f: f as (records: IterableIterator<[K, V[], S | undefined]>) => Iterable<[K, S]> };
-    return need(operators.updateState, "updateStateByKey")(this, update, options);
+    return restating(need(operators.updateState, "updateStateByKey")(this, update, options));
   }
 
   /** Spark's mapWithState: f(key, value, state) per record, with timeouts; see StateSpec. */
@@ -666,10 +672,11 @@ export abstract class DStream<T> {
    * their fields, other values become { value }; every row gets the batch `time`.
    */
   chart(spec: Record<string, unknown>, options: ChartOptions = {}): void {
-    const sink = presenter().openChart(spec, options);
+    const mode = options.mode ?? (this.restatesKeyedTotals ? "update" : "append");
+    const sink = presenter().openChart(spec, { ...options, mode });
     // append and complete keep only the newest maxRows rows: only those are made, in slices, so a
     // 1M-record batch feeds a chart without stalling the event loop.
-    const keep = options.mode === "update" ? Infinity : (options.maxRows ?? DEFAULT_MAX_ROWS);
+    const keep = mode === "update" ? Infinity : (options.maxRows ?? DEFAULT_MAX_ROWS);
     this.registerOutput("chart", async (rdd, time) => {
       sink.batch(time, await runSliced(chartRows(rdd, time, keep)));
     });
@@ -680,6 +687,12 @@ export abstract class DStream<T> {
     this.ssc.graph.addOutputStream(out as ForEachDStream<unknown>);
     presenter().outputDefined(() => this.ssc.graph.removeOutputStream(out as ForEachDStream<unknown>));
   }
+}
+
+/** Marks a stream whose batches restate a total per key (see DStream.restatesKeyedTotals). */
+function restating<S extends DStream<unknown>>(stream: S, restates = true): S {
+  stream.restatesKeyedTotals = restates;
+  return stream;
 }
 
 /** The chart rows of the last `keep` records of `rdd`. */

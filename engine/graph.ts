@@ -5,7 +5,7 @@ import type { DStream, ForEachDStream } from "./dstream.js";
 import { StatefulDStream } from "./dstream.js";
 import type { InputDStream } from "./sources/input.js";
 import type { RDD } from "./rdd.js";
-import type { EventTimeProgress } from "./listener.js";
+import type { EventTimeProgress, StreamInputInfo } from "./listener.js";
 
 export interface GeneratedJob {
   /** Position of the output operation in definition order. */
@@ -136,6 +136,20 @@ export class DStreamGraph {
       counts[input.id] = input.reportedRecords(time) ?? rdd?.countIfKnown() ?? 0;
     }
     return counts;
+  }
+
+  /** Spark's InputInfoTracker.getInfo: what each input stream brought into batch `time`. */
+  inputInfos(time: number): Record<number, StreamInputInfo> {
+    const counts = this.inputRecords(time);
+    const infos: Record<number, StreamInputInfo> = {};
+    for (const input of this.inputs) {
+      const info: StreamInputInfo = { inputStreamId: input.id, name: input.name, numRecords: counts[input.id] ?? 0 };
+      const details = input.reportedInput(time);
+      if (details?.partitions) info.partitions = details.partitions;
+      if (details?.metadata) info.metadata = details.metadata;
+      infos[input.id] = info;
+    }
+    return infos;
   }
 
   /**

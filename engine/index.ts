@@ -42,6 +42,18 @@ export {
 } from "./checkpoint/index.js";
 export type { CheckpointOptions, RecoveryReport } from "./checkpoint/index.js";
 export { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+// Partitioned logs (Kafka, JetStream, Redis) and the receivers for MQTT and ZeroMQ; their clients load on first use.
+export { DirectLogInputDStream, PartitionedSourceError, isPartitionedInput, comparePartitions } from "./sources/partitioned.js";
+export type { PartitionedInput, PartitionStatus, DirectLogOptions, FetchedRecords } from "./sources/partitioned.js";
+export type { PartitionRange, PartitionPosition, StreamInputInfo } from "./listener.js";
+export { kafkaStream, saveToKafka, KafkaInputDStream, KafkaRDD, KafkaError, KafkaTopicNotFoundError, topicPartitionId } from "./sources/kafka.js";
+export type { KafkaStreamOptions, KafkaSinkOptions, KafkaRecord, KafkaMessage, OffsetRange, KafkaConnectionOptions } from "./sources/kafka.js";
+export { natsStream, saveToNats, NatsInputDStream, NatsError, NatsStreamNotFoundError, natsMsgId } from "./sources/nats.js";
+export type { NatsStreamOptions, NatsSinkOptions, NatsRecord, NatsConnectionOptions } from "./sources/nats.js";
+export { mqttStream, MqttReceiver, MqttError } from "./sources/mqtt.js";
+export type { MqttStreamOptions, MqttRecord } from "./sources/mqtt.js";
+export { zeromqStream, saveToZeroMQ, ZeroMQReceiver, ZeroMQError } from "./sources/zeromq.js";
+export type { ZeroMQStreamOptions, ZeroMQSinkOptions, ZeroMQRecord } from "./sources/zeromq.js";
 export { StorageLevel } from "./storage.js";
 export type { StorageLevelName } from "./storage.js";
 export { Broadcast, AccumulatorV2, LongAccumulator, DoubleAccumulator, CollectionAccumulator } from "./shared/index.js";

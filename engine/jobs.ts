@@ -2,7 +2,7 @@
 // job), output operations in definition order; listeners hear every step through the ListenerBus.
 
 import type { GeneratedJob } from "./graph.js";
-import type { BatchInfo, OutputOperationInfo, StreamingListener, StreamingListenerEvent } from "./listener.js";
+import type { BatchInfo, OutputOperationInfo, StreamInputInfo, StreamingListener, StreamingListenerEvent } from "./listener.js";
 import { CancelledError } from "./slicing.js";
 import { errorMessage } from "./errors.js";
 
@@ -58,6 +58,8 @@ export interface JobSchedulerHooks {
 export class JobScheduler {
   private readonly queue: JobSet[] = [];
   private running?: JobSet;
+  /** Fails the output operation running now, when its code can no longer finish. */
+  private abandonRunning?: (reason: Error) => void;
   private loop?: Promise<void>;
   /** A drain loop is running (set synchronously, unlike `loop`). */
   private draining = false;
@@ -74,9 +76,11 @@ export class JobScheduler {
   }
 
   /** `dueAt`: when the batch fell due, if generation was held back (its scheduling delay counts from then). */
-  submit(time: number, jobs: GeneratedJob[], streamIdToNumRecords: Record<number, number>, ready?: Promise<void>, dueAt?: number): void {
+  submit(time: number, jobs: GeneratedJob[], streamIdToInputInfo: Record<number, StreamInputInfo>, ready?: Promise<void>, dueAt?: number): void {
+    const streamIdToNumRecords: Record<number, number> = {};
+    for (const [id, input] of Object.entries(streamIdToInputInfo)) streamIdToNumRecords[Number(id)] = input.numRecords;
     const numRecords = Object.values(streamIdToNumRecords).reduce((a, b) => a + b, 0);
-    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: dueAt ?? Date.now(), streamIdToNumRecords, outputOperationInfos: {} };
+    const info: BatchInfo = { batchTime: time, numRecords, submissionTime: dueAt ?? Date.now(), streamIdToNumRecords, streamIdToInputInfo, outputOperationInfos: {} };
     this.queue.push({ time, jobs, info, ready });
     this.bus.post("onBatchSubmitted", { batchInfo: { ...info } });
     if (!this.draining) {
@@ -102,6 +106,17 @@ export class JobScheduler {
   /** Resolves when every submitted batch has completed. */
   async idle(): Promise<void> {
     while (this.loop) await this.loop;
+  }
+
+  /**
+   * Fails the running output operation as if it had thrown, and goes on with the next: for code that was
+   * stopped from outside (an interrupt in the notebook kernel) and so will never return. False if none runs.
+   */
+  abandonRunningJob(reason: Error): boolean {
+    if (!this.abandonRunning) return false;
+    this.abandonRunning(reason);
+    this.abandonRunning = undefined;
+    return true;
   }
 
   /** Drops queued batches and aborts the running one at its next slice boundary (non-graceful stop). */
@@ -150,7 +165,8 @@ export class JobScheduler {
       const op: OutputOperationInfo = { batchTime: set.time, id: job.outputId, name: job.name, description: job.description, startTime: Date.now() };
       this.bus.post("onOutputOperationStarted", { outputOperationInfo: { ...op } });
       try {
-        await job.run(isCancelled);
+        const abandoned = new Promise<never>((_, reject) => (this.abandonRunning = reject));
+        await Promise.race([job.run(isCancelled), abandoned]);
       } catch (e) {
         if (e instanceof CancelledError) {
           op.failureReason = e.message;
@@ -161,6 +177,7 @@ export class JobScheduler {
           this.hooks.onError(e);
         }
       }
+      this.abandonRunning = undefined;
       op.endTime = Date.now();
       op.duration = op.endTime - (op.startTime as number);
       (info.outputOperationInfos as Record<number, OutputOperationInfo>)[op.id] = op;

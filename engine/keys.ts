@@ -111,6 +111,20 @@ interface Slot<K, V> {
 /** Tuples of primitives (the common `[word, 1]` key) skip string encoding: a trie of native Maps. */
 type TrieNode = Map<unknown, unknown>;
 
+/** A pair key's slot, with its second element kept beside it for the one-entry shortcut below. */
+interface PairSlot<K, V> extends Slot<K, V> {
+  b: unknown;
+}
+
+/**
+ * The pairs level under one first element: the slot itself while only one second element was seen
+ * (the `[word, 1]` case: one native lookup and a compare), a Map by second element once there are more.
+ */
+type PairEntry<K, V> = PairSlot<K, V> | Map<unknown, PairSlot<K, V>>;
+
+/** SameValueZero, the equality of Map keys. */
+const sameValueZero = (x: unknown, y: unknown): boolean => x === y || (x !== x && y !== y);
+
 /** True for an array whose elements are all primitives (or functions): it can live in the trie. */
 function isFlatTuple(k: object): k is unknown[] {
   if (!Array.isArray(k)) return false;
@@ -133,9 +147,9 @@ function isFlatTuple(k: object): k is unknown[] {
 export class KeyedMap<K, V> implements Iterable<[K, V]> {
   private direct = new Map<K, V>();
   private byValue = new Map<string, Slot<K, V>>();
-  /** Tuple length -> trie whose last level holds the Slot (pairs have their own two levels). */
+  /** Tuple length -> trie whose last level holds the Slot (pairs have their own level, see PairEntry). */
   private tuples = new Map<number, TrieNode>();
-  private pairs = new Map<unknown, Map<unknown, Slot<K, V>>>();
+  private pairs = new Map<unknown, PairEntry<K, V>>();
   /** Every value key's slot (trie or string-keyed) in insertion order, for iteration. */
   private valueSlots = new Set<Slot<K, V>>();
 
@@ -151,17 +165,12 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   private tupleSlot(k: unknown[], create: boolean, v?: V): Slot<K, V> | undefined {
     const n = k.length;
     if (n === 2) {
-      // Pairs (the common tuple key) skip the length level: two native lookups.
-      let inner = this.pairs.get(k[0]);
-      if (inner === undefined) {
-        if (!create) return undefined;
-        this.pairs.set(k[0], (inner = new Map()));
-      }
-      let slot = inner.get(k[1]);
-      if (slot === undefined && create) {
-        inner.set(k[1], (slot = { k: k as K, v: v as V }));
-        this.valueSlots.add(slot);
-      }
+      // Pairs (the common tuple key) skip the length level.
+      const e = this.pairs.get(k[0]);
+      const found = e === undefined ? undefined : e instanceof Map ? e.get(k[1]) : sameValueZero(e.b, k[1]) ? e : undefined;
+      if (found !== undefined || !create) return found;
+      const slot: PairSlot<K, V> = { k: k as K, v: v as V, b: k[1] };
+      this.addPairSlot(k[0], e, slot);
       return slot;
     }
     let node = this.tuples.get(n);
@@ -196,11 +205,19 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   private deleteTuple(k: unknown[]): boolean {
     const n = k.length;
     if (n === 2) {
-      const inner = this.pairs.get(k[0]);
-      const slot = inner?.get(k[1]);
-      if (!inner || !slot) return false;
-      inner.delete(k[1]);
-      if (inner.size === 0) this.pairs.delete(k[0]);
+      const e = this.pairs.get(k[0]);
+      if (e === undefined) return false;
+      let slot: PairSlot<K, V> | undefined;
+      if (e instanceof Map) {
+        slot = e.get(k[1]);
+        if (!slot) return false;
+        e.delete(k[1]);
+        if (e.size === 0) this.pairs.delete(k[0]);
+      } else {
+        if (!sameValueZero(e.b, k[1])) return false;
+        slot = e;
+        this.pairs.delete(k[0]);
+      }
       this.valueSlots.delete(slot);
       return true;
     }
@@ -286,15 +303,14 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
       const a: unknown = k[0];
       const b: unknown = k[1];
       if ((typeof a !== "object" || a === null) && (typeof b !== "object" || b === null)) {
-        let inner = this.pairs.get(a);
-        if (inner === undefined) this.pairs.set(a, (inner = new Map()));
-        const slot = inner.get(b);
-        if (slot !== undefined) slot.v = f(slot.v, v);
-        else {
-          const fresh = { k, v };
-          inner.set(b, fresh);
-          this.valueSlots.add(fresh);
+        const e = this.pairs.get(a);
+        if (e !== undefined && !(e instanceof Map) && (e.b === b || (e.b !== e.b && b !== b))) {
+          e.v = f(e.v, v);
+          return;
         }
+        const slot = e instanceof Map ? e.get(b) : undefined;
+        if (slot !== undefined) slot.v = f(slot.v, v);
+        else this.addPairSlot(a, e, { k, v, b });
         return;
       }
     }
@@ -314,19 +330,18 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
 
   private combineObject<X>(k: K & object, x: X, create: (x: X) => V, mergeValue: (c: V, x: X) => V): void {
     if (Array.isArray(k) && k.length === 2) {
-      // The hot case (reduceByKey on [word, n] keys): two lookups and a field write.
+      // The hot case (reduceByKey on [word, n] keys): usually one lookup, a compare and a field write.
       const a: unknown = k[0];
       const b: unknown = k[1];
       if ((typeof a !== "object" || a === null) && (typeof b !== "object" || b === null)) {
-        let inner = this.pairs.get(a);
-        if (inner === undefined) this.pairs.set(a, (inner = new Map()));
-        const slot = inner.get(b);
-        if (slot !== undefined) slot.v = mergeValue(slot.v, x);
-        else {
-          const fresh = { k: k as K, v: create(x) };
-          inner.set(b, fresh);
-          this.valueSlots.add(fresh);
+        const e = this.pairs.get(a);
+        if (e !== undefined && !(e instanceof Map) && (e.b === b || (e.b !== e.b && b !== b))) {
+          e.v = mergeValue(e.v, x);
+          return;
         }
+        const slot = e instanceof Map ? e.get(b) : undefined;
+        if (slot !== undefined) slot.v = mergeValue(slot.v, x);
+        else this.addPairSlot(a, e, { k: k as K, v: create(x), b });
         return;
       }
     }
@@ -346,6 +361,14 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
     const slot = this.byValue.get(e);
     if (slot) slot.v = mergeValue(slot.v, x);
     else this.addValueSlot(e, { k, v: create(x) });
+  }
+
+  /** Adds a new pair slot under first element a, whose entry was e (absent, one slot or a Map). */
+  private addPairSlot(a: unknown, e: PairEntry<K, V> | undefined, slot: PairSlot<K, V>): void {
+    if (e === undefined) this.pairs.set(a, slot);
+    else if (e instanceof Map) e.set(slot.b, slot);
+    else this.pairs.set(a, new Map<unknown, PairSlot<K, V>>([[e.b, e], [slot.b, slot]]));
+    this.valueSlots.add(slot);
   }
 
   private addValueSlot(e: string, slot: Slot<K, V>): void {

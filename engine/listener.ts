@@ -22,6 +22,37 @@ export interface OutputOperationInfo {
   failureReason?: string;
 }
 
+/** A position in a partitioned log: a Kafka offset or JetStream sequence (numbers), a Redis entry ID (a string). */
+export type PartitionPosition = number | string;
+
+/**
+ * What one batch read from one partition of a log: positions [from, until) (Spark's OffsetRange: `until` is
+ * the position after the last record taken; a Redis range is (from, until] entry IDs), the records taken, and
+ * how far the log's end was past `until` when the batch was generated.
+ */
+export interface PartitionRange {
+  /** Stable across restarts: "topic-3" for Kafka, the stream name for JetStream, the stream key for Redis. */
+  partition: string;
+  from: PartitionPosition;
+  until: PartitionPosition;
+  /** Records the batch took from this partition (a skipped malformed record is in the range but not counted). */
+  count: number;
+  /** Records in the log after `until` when the batch was generated (undefined when the source cannot tell). */
+  lag?: number;
+}
+
+/** Spark's StreamInputInfo: what one input stream brought into one batch. */
+export interface StreamInputInfo {
+  inputStreamId: number;
+  /** The input stream's name (Spark's UI looks it up by id; a listener here has no graph to ask). */
+  name?: string;
+  numRecords: number;
+  /** Partitioned logs: the range each partition gave this batch, in partition order. */
+  partitions?: PartitionRange[];
+  /** Spark's metadata map: "Description" (one readable line per partition) and source-specific entries (Kafka: "offsets"). */
+  metadata?: Record<string, unknown>;
+}
+
 export interface BatchInfo {
   batchTime: number;
   /** Records that entered the batch from all input streams. */
@@ -34,6 +65,8 @@ export interface BatchInfo {
   processingDelay?: number;
   totalDelay?: number;
   streamIdToNumRecords?: Record<number, number>;
+  /** Per input stream, what it brought into the batch (partitions and their lag for partitioned logs). */
+  streamIdToInputInfo?: Record<number, StreamInputInfo>;
   outputOperationInfos?: Record<number, OutputOperationInfo>;
   /** The first failure of an output operation of this batch, if any. */
   failureReason?: string;

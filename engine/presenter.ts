@@ -4,6 +4,10 @@
 export type ChartMode = "append" | "update" | "complete";
 
 export interface ChartOptions {
+  /**
+   * append: keep recent rows (a time series); update: the latest value per key; complete: the latest batch.
+   * Default: update for streams whose batches restate a total per key (DStream.restatesKeyedTotals), else append.
+   */
   mode?: ChartMode;
   /** Rows kept in append mode (default 1000). */
   maxRows?: number;

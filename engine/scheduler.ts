@@ -8,6 +8,7 @@
 import type { Clock } from "./clock.js";
 import type { DStreamGraph, GeneratedJob } from "./graph.js";
 import type { JobScheduler } from "./jobs.js";
+import type { StreamInputInfo } from "./listener.js";
 
 /** Generated batches that may wait behind the running one before generation holds back. */
 export const DEFAULT_MAX_QUEUED_BATCHES = 8;
@@ -95,19 +96,19 @@ export class JobGenerator {
   /** Generates one batch now, whatever the clock says (recovery and graceful stop use it). */
   generate(time: number, dueAt?: number): void {
     let jobs: GeneratedJob[] = [];
-    let records: Record<number, number> = {};
+    let inputs: Record<number, StreamInputInfo> = {};
     try {
       this.beforeGenerate(time);
       jobs = this.graph.generateJobs(time);
-      records = this.graph.inputRecords(time);
+      inputs = this.graph.inputInfos(time);
     } catch (e) {
       // A user function that runs while the batch is defined (e.g. inside transform) fails the batch.
       jobs = [];
-      records = {};
+      inputs = {};
       this.onError(e);
     }
     this.lastGeneratedTime = time;
-    this.scheduler.submit(time, jobs, records, this.afterGenerate(time), dueAt);
+    this.scheduler.submit(time, jobs, inputs, this.afterGenerate(time), dueAt);
   }
 
   private schedule(): void {

@@ -542,7 +542,9 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
   /** Every key's state after each batch. */
   stateSnapshots(): DStream<[K, S]> {
     this.snapshotsWanted = true;
-    return new SnapshotDStream<K, S>(this as MapWithStateDStream<K, unknown, S, unknown>);
+    const snapshots = new SnapshotDStream<K, S>(this as MapWithStateDStream<K, unknown, S, unknown>);
+    snapshots.restatesKeyedTotals = true; // every live key's state, each batch: charts default to "update"
+    return snapshots;
   }
 
   /** Internal: the snapshot taken after batch `time`. */

@@ -1,6 +1,25 @@
 // Request dispatch, xeus-style: one table from msg_type to handler, plus the duties every request
 // shares (busy/idle, execute_input, execution_count, history, aborting the queue on stop_on_error).
+// Built-ins come from ./primordials.ts: a cell may replace Map or Array.prototype.push for the whole realm.
 import { DropLog } from "./wire.js";
+import { History, HistoryEntry, MemoryHistory } from "./history.js";
+import {
+  ArrayPrototypeJoin,
+  ArrayPrototypePush,
+  ArrayPrototypeShift,
+  builtinsIntact,
+  healVitalBuiltins,
+  KernelPromise,
+  PromiseReject,
+  ObjectHasOwn,
+  ObjectKeys,
+  RegExpPrototypeExec,
+  replacedBuiltins,
+  SafeMap,
+  StringPrototypeReplace,
+  StringPrototypeSplit,
+  takeHealedBuiltins,
+} from "./primordials.js";
 import type { ExecuteContext, ExecuteOutcome, Interpreter, MimeBundle, OutputSink } from "./interpreter.js";
 import type { Header, JsonObject, Received } from "./wire.js";
 
@@ -28,31 +47,23 @@ export class InputCancelledError extends Error {
   }
 }
 
-interface HistoryEntry {
-  session: number;
-  line: number;
-  input: string;
-  output: string | null;
-}
-
 interface Queued extends Received {
   aborted?: boolean;
 }
 
 type Handler = (request: Queued) => Promise<void>;
 
-/** The session number history entries carry; history lives as long as the kernel process. */
-const HISTORY_SESSION = 1;
-
 export class Dispatcher {
   private executionCount = 0;
   private readonly queue: Queued[] = [];
   private processing = false;
-  private readonly history: HistoryEntry[] = [];
-  private readonly pendingInputs = new Map<string, { resolve: (value: string) => void; reject: (err: Error) => void }>();
-  private readonly commTargets = new Map<string, (commId: string, data: JsonObject) => void>();
-  private readonly openComms = new Map<string, string>();
+  private readonly pendingInputs = new SafeMap<string, { resolve: (value: string) => void; reject: (err: Error) => void }>();
+  private readonly commTargets = new SafeMap<string, (commId: string, data: JsonObject) => void>();
+  private readonly openComms = new SafeMap<string, string>();
+  /** Built-ins cells replaced, with the cell that did it (said under later errors). */
+  private readonly replaced = new SafeMap<string, number>();
   private idleWaiters: (() => void)[] = [];
+  private current: string | undefined;
   private readonly unknown: DropLog;
 
   private readonly handlers: Record<string, Handler> = {
@@ -74,6 +85,7 @@ export class Dispatcher {
     private readonly interpreter: () => Promise<Interpreter>,
     private readonly kernelInfo: JsonObject,
     private readonly log: (text: string) => void = (text) => process.stderr.write(`streambook: ${text}\n`),
+    private readonly history: History = new MemoryHistory(),
   ) {
     this.unknown = new DropLog(log);
   }
@@ -81,11 +93,12 @@ export class Dispatcher {
   /** Queues a shell request; requests run one at a time, in arrival order. */
   receiveShell(received: Received): void {
     const type = received.message.header.msg_type;
-    if (!(type in this.handlers)) {
+    // Own keys only: msg_types such as "toString" or "__proto__" name no handler.
+    if (!ObjectHasOwn(this.handlers, type)) {
       this.unknown.dropped("shell", `unknown msg_type ${JSON.stringify(type)}`);
       return;
     }
-    this.queue.push(received);
+    ArrayPrototypePush(this.queue, received);
     if (!this.processing) void this.drain();
   }
 
@@ -111,10 +124,15 @@ export class Dispatcher {
     this.commTargets.set(name, onOpen);
   }
 
+  /** True while an execute_request runs (its reply not sent yet). */
+  get executing(): boolean {
+    return this.current === "execute_request";
+  }
+
   /** Resolves when no request is queued or running (used before shutdown). */
   whenIdle(): Promise<void> {
     if (!this.processing) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return new KernelPromise((resolve) => ArrayPrototypePush(this.idleWaiters, resolve));
   }
 
   cancelInputs(): void {
@@ -124,27 +142,50 @@ export class Dispatcher {
 
   private async drain(): Promise<void> {
     this.processing = true;
+    try {
+      await this.drainQueue();
+    } finally {
+      this.processing = false;
+      // A request that came while drainQueue's promise was settling found `processing` still set.
+      if (this.queue.length > 0) void this.drain();
+      else {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (let i = 0; i < waiters.length; i++) waiters[i]();
+      }
+    }
+  }
+
+  private async drainQueue(): Promise<void> {
     while (this.queue.length > 0) {
-      const request = this.queue.shift()!;
+      const request = ArrayPrototypeShift(this.queue)!;
       const header = request.message.header;
-      this.transport.publish("status", { execution_state: "busy" }, header);
       try {
+        this.transport.publish("status", { execution_state: "busy" }, header);
         if (request.aborted) {
           this.transport.reply(request.identities, header, "execute_reply", { status: "aborted" }, { status: "aborted" });
         } else {
+          this.current = header.msg_type;
           await this.handlers[header.msg_type](request);
         }
       } catch (err) {
         this.log(`${header.msg_type} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-        const replyType = header.msg_type.replace(/_request$/, "_reply");
-        if (replyType !== header.msg_type) this.transport.reply(request.identities, header, replyType, errorContent(err));
+        const replyType = StringPrototypeReplace(header.msg_type, /_request$/, "_reply");
+        // The error reply can fail the same way (a reply that cannot be encoded): then only the log has it.
+        if (replyType !== header.msg_type) this.attempt(`${replyType}`, () => this.transport.reply(request.identities, header, replyType, errorContent(err)));
       }
-      this.transport.publish("status", { execution_state: "idle" }, header);
+      this.current = undefined;
+      this.attempt("idle status", () => this.transport.publish("status", { execution_state: "idle" }, header));
     }
-    this.processing = false;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const resolve of waiters) resolve();
+  }
+
+  /** Runs a step whose failure must not stop the queue (the queue is the kernel's only way to answer). */
+  private attempt(what: string, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.log(`sending ${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private async execute(request: Queued): Promise<void> {
@@ -159,9 +200,13 @@ export class Dispatcher {
     if (storeHistory) this.executionCount += 1;
     const count = this.executionCount;
     if (!silent) this.transport.publish("execute_input", { code, execution_count: count }, header);
+    // Stored before it runs, as IPython does: a cell that ends the kernel is still in the history.
+    if (storeHistory) this.history.recordInput(count, code);
+    // A damaged history store is said under the next cell, once, as well as in the kernel's log.
+    for (const warning of this.history.takeWarnings()) this.transport.publish("stream", { name: "stderr", text: `streambook: ${warning}\n` }, header);
 
     const interpreter = await this.interpreter();
-    const help = /^\s*([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\?\s*$/.exec(code);
+    const help = RegExpPrototypeExec(/^\s*([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\?\s*$/, code);
     if (help) {
       // IPython's `name?`: documentation in the pager, as an execute_reply payload.
       const name = help[1];
@@ -173,10 +218,9 @@ export class Dispatcher {
         payload: [{ source: "page", data, start: 0 }],
         user_expressions: {},
       }, { status: "ok" });
-      if (storeHistory) this.history.push({ session: HISTORY_SESSION, line: count, input: code, output: null });
       return;
     }
-    const publish = this.transport.publish.bind(this.transport);
+    const publish: KernelTransport["publish"] = (msgType, content, parent, metadata) => this.transport.publish(msgType, content, parent, metadata);
     const sink: OutputSink = {
       stream: (name, text) => publish("stream", { name, text }, header),
       displayData: (data, metadata = {}, transient = {}) => publish("display_data", { data, metadata, transient }, header),
@@ -189,8 +233,8 @@ export class Dispatcher {
       silent,
       cellId: typeof message.metadata.cellId === "string" ? message.metadata.cellId : undefined,
       input: (prompt, password) => {
-        if (!allowStdin) return Promise.reject(new StdinNotAllowedError());
-        return new Promise<string>((resolve, reject) => {
+        if (!allowStdin) return PromiseReject(new StdinNotAllowedError());
+        return new KernelPromise<string>((resolve, reject) => {
           const id = this.transport.inputRequest(identities, header, { prompt, password });
           this.pendingInputs.set(id, { resolve, reject });
         });
@@ -203,6 +247,17 @@ export class Dispatcher {
     } catch (err) {
       outcome = { status: "error", ...errorFields(err) };
     }
+    healVitalBuiltins();
+    const healed = takeHealedBuiltins();
+    if (healed.length > 0) {
+      const names = ArrayPrototypeJoin(healed, ", ");
+      this.transport.publish("stream", { name: "stderr", text: `streambook: ${names} ${healed.length === 1 ? "was" : "were"} put back: Node.js itself relies on ${healed.length === 1 ? "it" : "them"} (events, signals, promises), so the kernel cannot run without the original.\n` }, header);
+    }
+    const { note: replacedNote, fresh } = this.noteReplacedBuiltins(count);
+    if (fresh.length > 0) {
+      const names = ArrayPrototypeJoin(fresh, ", ");
+      this.transport.publish("stream", { name: "stderr", text: `streambook: this cell replaced ${names}. The kernel keeps working with its own copies, but code that uses ${fresh.length === 1 ? "it" : "them"} (yours, libraries', the engine's) may fail until ${fresh.length === 1 ? "it is" : "they are"} put back or the kernel restarts.\n` }, header);
+    }
 
     let output: string | null = null;
     if (outcome.status === "ok") {
@@ -211,7 +266,7 @@ export class Dispatcher {
         output = textOf(outcome.result);
       }
       const expressions = isObject(content.user_expressions) ? (content.user_expressions as Record<string, string>) : {};
-      const userExpressions = Object.keys(expressions).length > 0 ? await interpreter.evaluateExpressions(expressions) : {};
+      const userExpressions = ObjectKeys(expressions).length > 0 ? await interpreter.evaluateExpressions(expressions) : {};
       this.transport.reply(identities, header, "execute_reply", {
         status: "ok",
         execution_count: count,
@@ -219,7 +274,9 @@ export class Dispatcher {
         user_expressions: userExpressions,
       }, { status: "ok" });
     } else if (outcome.status === "error") {
-      const fields = { ename: outcome.ename, evalue: outcome.evalue, traceback: outcome.traceback };
+      const fields = replacedNote === undefined
+        ? { ename: outcome.ename, evalue: outcome.evalue, traceback: outcome.traceback }
+        : { ename: outcome.ename, evalue: `${outcome.evalue} (${replacedNote})`, traceback: [...outcome.traceback, replacedNote] };
       publish("error", fields, header);
       this.transport.reply(identities, header, "execute_reply", { status: "error", execution_count: count, ...fields }, { status: "error" });
       if (stopOnError) this.abortQueuedExecutes();
@@ -227,9 +284,31 @@ export class Dispatcher {
       this.transport.reply(identities, header, "execute_reply", { status: "aborted", execution_count: count }, { status: "aborted" });
       if (stopOnError) this.abortQueuedExecutes();
     }
-    if (storeHistory) this.history.push({ session: HISTORY_SESSION, line: count, input: code, output });
+    if (storeHistory && output !== null) this.history.recordOutput(count, output);
     // An input() still waiting belongs to a cell that is over.
     this.cancelInputs();
+  }
+
+  /**
+   * Records which built-ins the session has replaced, and by which cell (noticed after the cell that did
+   * it); returns the ones this cell replaced, and the sentence said under an error while any stay replaced.
+   */
+  private noteReplacedBuiltins(count: number): { note: string | undefined; fresh: string[] } {
+    const fresh: string[] = [];
+    if (builtinsIntact() && this.replaced.size === 0) return { note: undefined, fresh };
+    const now = replacedBuiltins();
+    const still = new SafeMap<string, number>();
+    for (let i = 0; i < now.length; i++) still.set(now[i], this.replaced.get(now[i]) ?? count);
+    this.replaced.clear();
+    const parts: string[] = [];
+    for (const [name, cell] of still) {
+      this.replaced.set(name, cell);
+      ArrayPrototypePush(parts, `${name} (cell ${cell})`);
+      if (cell === count) ArrayPrototypePush(fresh, name);
+    }
+    if (parts.length === 0) return { note: undefined, fresh };
+    const note = `this session replaced built-ins the kernel and its libraries rely on: ${ArrayPrototypeJoin(parts, ", ")}; put them back or restart the kernel`;
+    return { note, fresh };
   }
 
   private abortQueuedExecutes(): void {
@@ -265,36 +344,20 @@ export class Dispatcher {
   private historyRequest(request: Queued): void {
     const content = request.message.content;
     const withOutput = content.output === true;
-    const n = typeof content.n === "number" && content.n >= 0 ? Math.floor(content.n) : undefined;
+    const int = (value: unknown): number | undefined => (typeof value === "number" && Number.isFinite(value) ? Math.trunc(value) : undefined);
+    const n = int(content.n);
     let entries: HistoryEntry[];
     switch (content.hist_access_type) {
       case "tail":
-        entries = n === undefined ? this.history.slice(-10) : n === 0 ? [] : this.history.slice(-n);
+        entries = this.history.tail(n ?? 10);
         break;
-      case "range": {
-        const session = typeof content.session === "number" ? content.session : 0;
-        // 0 and negative numbers mean "this session" for a kernel whose history lives in memory.
-        const wanted = session <= 0 ? HISTORY_SESSION : session;
-        const start = typeof content.start === "number" ? content.start : 1;
-        const stop = typeof content.stop === "number" ? content.stop : Infinity;
-        entries = this.history.filter((e) => e.session === wanted && e.line >= start && e.line < stop);
+      case "range":
+        // session 0 is this kernel's, -1 the one before it (IPython's numbering, shared by every kernel).
+        entries = this.history.range(int(content.session) ?? 0, int(content.start) ?? 1, int(content.stop));
         break;
-      }
-      case "search": {
-        const pattern = globToRegExp(typeof content.pattern === "string" ? content.pattern : "*");
-        entries = this.history.filter((e) => pattern.test(e.input));
-        if (content.unique === true) {
-          // Keep the latest occurrence of each input, in history order.
-          const last = new Map<string, HistoryEntry>();
-          for (const e of entries) {
-            last.delete(e.input);
-            last.set(e.input, e);
-          }
-          entries = [...last.values()];
-        }
-        if (n !== undefined) entries = n === 0 ? [] : entries.slice(-n);
+      case "search":
+        entries = this.history.search(typeof content.pattern === "string" ? content.pattern : "*", n, content.unique === true);
         break;
-      }
       default:
         entries = [];
     }
@@ -350,7 +413,7 @@ function codeAndCursor(content: JsonObject): { code: string; cursor: number } {
 }
 
 function errorFields(err: unknown): { ename: string; evalue: string; traceback: string[] } {
-  if (err instanceof Error) return { ename: err.name, evalue: err.message, traceback: (err.stack ?? String(err)).split("\n") };
+  if (err instanceof Error) return { ename: err.name, evalue: err.message, traceback: StringPrototypeSplit(err.stack ?? String(err), "\n") };
   return { ename: "Error", evalue: String(err), traceback: [String(err)] };
 }
 
@@ -361,26 +424,4 @@ function errorContent(err: unknown): JsonObject {
 function textOf(bundle: MimeBundle): string | null {
   const text = bundle["text/plain"];
   return typeof text === "string" ? text : null;
-}
-
-/** sqlite GLOB semantics, as IPython's history search uses: * ? [...] and case-sensitive. */
-export function globToRegExp(glob: string): RegExp {
-  let source = "";
-  for (let i = 0; i < glob.length; i++) {
-    const ch = glob[i];
-    if (ch === "*") source += "[\\s\\S]*";
-    else if (ch === "?") source += "[\\s\\S]";
-    else if (ch === "[") {
-      const end = glob.indexOf("]", i + 2);
-      if (end < 0) source += "\\[";
-      else {
-        let body = glob.slice(i + 1, end);
-        if (body.startsWith("^")) body = "^" + body.slice(1).replace(/\\/g, "\\\\");
-        else body = body.replace(/\\/g, "\\\\");
-        source += `[${body}]`;
-        i = end;
-      }
-    } else source += ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${source}$`);
 }

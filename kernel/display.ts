@@ -49,11 +49,17 @@ export function toMimeBundle(value: unknown): MimeBundle {
   return { "text/plain": inspectPlain(value) };
 }
 
+/** Extra MIME entries for a display, with output metadata for them (an image's display size). */
+export interface Rendition {
+  data: MimeBundle;
+  metadata?: Record<string, unknown>;
+}
+
 /**
- * Renders Vega-Lite specs into extra MIME entries (e.g. image/svg+xml). The notebook side installs one;
+ * Renders Vega-Lite specs into extra MIME entries (e.g. image/png). The notebook side installs one;
  * a promise result is sent as an update of the display once ready.
  */
-export type VegaLiteRenderer = (spec: unknown) => MimeBundle | Promise<MimeBundle>;
+export type VegaLiteRenderer = (spec: unknown) => Rendition | Promise<Rendition>;
 let vegaLiteRenderer: VegaLiteRenderer | undefined;
 export function setVegaLiteRenderer(renderer: VegaLiteRenderer | undefined): void {
   vegaLiteRenderer = renderer;
@@ -105,7 +111,7 @@ declare var display: StreambookDisplay;
 `;
 
 /** How a handle turns a value into a bundle now, plus an optional richer bundle later. */
-type Convert = (value: unknown, options: DisplayOptions | undefined) => { now: MimeBundle; later?: Promise<MimeBundle> };
+type Convert = (value: unknown, options: DisplayOptions | undefined) => { now: MimeBundle; later?: Promise<Rendition> };
 
 const plainConvert: Convert = (value, options) => ({
   now: options?.raw ? (value as MimeBundle) : toMimeBundle(value),
@@ -122,8 +128,8 @@ const vegaLiteConvert: Convert = (spec) => {
   const now: MimeBundle = { [VEGA_LITE_MIME]: spec, "text/plain": "<Vega-Lite chart>" };
   if (!vegaLiteRenderer) return { now };
   const extra = vegaLiteRenderer(spec);
-  if (extra instanceof Promise) return { now, later: extra.then((e) => ({ ...now, ...e })) };
-  return { now: { ...now, ...extra } };
+  if (extra instanceof Promise) return { now, later: extra.then((e) => ({ data: { ...now, ...e.data }, metadata: e.metadata })) };
+  return { now: { ...now, ...extra.data } };
 };
 
 class LiveDisplay implements DisplayHandle {
@@ -169,15 +175,18 @@ class LiveDisplay implements DisplayHandle {
     this.sink.updateDisplayData(bundle, options?.metadata ?? {}, { display_id: this.displayId });
   }
 
-  private sendLater(later: Promise<MimeBundle>, options: DisplayOptions | undefined): void {
-    later.then(
-      (bundle) => {
+  private sendLater(later: Promise<Rendition>, options: DisplayOptions | undefined): void {
+    const sent = later.then(
+      (rendition) => {
         // A newer update already went out or is queued: it will carry its own rendering.
-        if (!this.pending) this.send(bundle, options);
+        if (!this.pending) this.send(rendition.data, { ...options, metadata: { ...options?.metadata, ...rendition.metadata } });
       },
       (err: unknown) => this.sink.stream("stderr", `display rendering failed: ${inspectPlain(err)}\n`),
     );
+    // nbclient stops listening at the cell's reply: the image rendered after the spec must be sent before it.
+    this.sink.holdReplyFor?.(sent);
   }
+
 }
 
 /**

@@ -23,6 +23,8 @@ import type { CellChecker } from "./checker.js";
 import { createChecker } from "./checker-client.js";
 import { isComplete, type CellDiagnostic } from "./language.js";
 import { cellFilename, describeError, registerCell } from "./stack.js";
+import { ProcessExitRefusedError } from "./process-guard.js";
+import { healVitalBuiltins, KernelPromise, ReflectApply, SafeMap, SafePromiseRace, SafeSet, withOriginals } from "./primordials.js";
 import { compileCell, IMPORT_HELPER, SCOPE_KEY, wrapBody, type CellBody } from "./transform.js";
 
 /** A global the prelude adds, with the TypeScript type the checker gives it. */
@@ -57,14 +59,15 @@ export interface InterpreterOptions {
   handleSigint?: boolean;
   /** Load TypeScript and warm the checker this many ms after creation (default 50); false: on first use. */
   warmup?: number | false;
+  /**
+   * Run a cell's synchronous part under Node's SIGINT watchdog (default true). The kernel turns it off:
+   * its control thread stops spinning code itself (kernel/interrupts.ts), and the watchdog would take
+   * SIGINT away from that thread; the part then runs in a macrotask of its own, so stopping it ends only that.
+   */
+  breakOnSigint?: boolean;
 }
 
-export class ProcessExitRefusedError extends Error {
-  constructor() {
-    super("process.exit() from a cell would stop the kernel, so it is refused: use the notebook's Restart or Shut Down instead.");
-    this.name = "ProcessExitRefusedError";
-  }
-}
+export { ProcessExitRefusedError };
 
 export class InputOutsideCellError extends Error {
   constructor() {
@@ -112,8 +115,19 @@ const kernelWrite = (name: "stdout" | "stderr", text: string): void => {
 };
 const defineProperty = Object.defineProperty;
 const kernelSetImmediate = setImmediate;
+/** Runs `fn` in a macrotask of its own: a forced stop of its code then cuts off nothing else. */
+const runDetached = <T>(fn: () => T): Promise<T> =>
+  new KernelPromise<T>((resolve, reject) => {
+    kernelSetImmediate(() => {
+      try {
+        resolve(fn());
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
 /** Resolves after the event loop's poll phase, where pending signals are delivered to their handlers. */
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => kernelSetImmediate(resolve));
+const yieldToEventLoop = (): Promise<void> => new KernelPromise((resolve) => kernelSetImmediate(resolve));
 const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
 
 function textStream(write: (s: string) => void): Writable {
@@ -167,18 +181,19 @@ class CellInterpreter implements StreambookInterpreter {
    * that refuses exit(), a notebook-folder `require`, timers that report to their cell. A cell that
    * declares one of these names takes it over as an ordinary global from then on.
    */
-  private readonly scope = new Map<string, unknown>();
+  private readonly scope = new SafeMap<string, unknown>();
   /** Globals this interpreter defined or replaced, with what was there before (restored at shutdown). */
-  private readonly claimed = new Map<string, PropertyDescriptor | undefined>();
+  private readonly claimed = new SafeMap<string, PropertyDescriptor | undefined>();
   private readonly cwd: string;
   private checker: CellChecker | undefined;
   private abort: ((err: Error) => void) | undefined;
   private lastCell: CellContext | undefined;
-  private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
+  private readonly timers = new SafeSet<NodeJS.Timeout | NodeJS.Immediate>();
   private warming: Promise<void> | undefined;
   private executing = false;
   private interruptRequested = false;
   private closed = false;
+  private shuttingDown = false;
   private readonly sigint = (): void => this.interrupt();
 
   constructor(private readonly options: InterpreterOptions) {
@@ -206,12 +221,12 @@ class CellInterpreter implements StreambookInterpreter {
     const scope = this.scope;
     const stdout = textStream(route("stdout"));
     const stderr = textStream(route("stderr"));
-    const refuse = (): never => {
-      throw new ProcessExitRefusedError();
+    const refuse = (key: string) => (): never => {
+      throw new ProcessExitRefusedError(`process.${key}()`);
     };
     scope.set("process", new Proxy(kernelProcess, {
       get: (target, key) => {
-        if (key === "exit" || key === "abort" || key === "reallyExit") return refuse;
+        if (key === "exit" || key === "abort" || key === "reallyExit") return refuse(key);
         if (key === "stdout") return stdout;
         if (key === "stderr") return stderr;
         return Reflect.get(target, key);
@@ -298,9 +313,11 @@ class CellInterpreter implements StreambookInterpreter {
       function (this: unknown): void {
         once();
         try {
-          fn.apply(this, args);
+          ReflectApply(fn, this, args);
         } catch (err) {
           reportAsyncError(err, "Uncaught exception in a timer", cell);
+        } finally {
+          healVitalBuiltins(); // a callback that replaced Function.prototype.apply would break Node's next event
         }
       };
     const wrap = <H extends NodeJS.Timeout | NodeJS.Immediate>(
@@ -343,7 +360,9 @@ class CellInterpreter implements StreambookInterpreter {
 
   warm(): Promise<void> {
     this.warming ??= (async () => {
+      if (this.shuttingDown) return; // loading the checker would only delay the exit
       await new Promise((r) => setImmediate(r));
+      if (this.shuttingDown) return;
       await this.cellChecker().warm();
     })();
     return this.warming;
@@ -412,15 +431,15 @@ class CellInterpreter implements StreambookInterpreter {
       checker.discard();
       return interruptedOutcome();
     }
-    checker.commit();
+    withOriginals(() => checker.commit()); // checker and compiler run on the built-ins they started with
 
     const body = checked.body as CellBody;
-    let compiled = wrapBody(body, [...this.scope.keys()]);
+    let compiled = withOriginals(() => wrapBody(body, [...this.scope.keys()]));
     const taken = compiled.globals.filter((n) => this.scope.has(n));
     if (taken.length) {
       // The cell declares `require`, `setTimeout`, ...: from now on that name is an ordinary global.
       for (const n of taken) this.scope.delete(n);
-      compiled = wrapBody(body, [...this.scope.keys()]);
+      compiled = withOriginals(() => wrapBody(body, [...this.scope.keys()]));
     }
     const id = registerCell({ label, ...compiled.map });
     const g = this.global;
@@ -434,10 +453,14 @@ class CellInterpreter implements StreambookInterpreter {
         filename: cellFilename(this.cwd, id),
         importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
       });
-      const interrupted = new Promise<never>((_, reject) => (this.abort = reject));
-      const run = runInCell(cell, () => this.runScript(script, true));
+      // An interrupt that lands before the detached script's turn comes abandons the cell: it must not start.
+      let abandoned = false;
+      const interrupted = new KernelPromise<never>((_, reject) => (this.abort = (err) => ((abandoned = true), reject(err))));
+      const run = this.options.breakOnSigint === false
+        ? runDetached(() => (abandoned ? undefined : runInCell(cell, () => this.runScript(script, false))))
+        : runInCell(cell, () => this.runScript(script, true));
       run.then(undefined, () => undefined); // an abandoned cell's later failure is not "unhandled"
-      value = await Promise.race([run, interrupted]);
+      value = await SafePromiseRace([run, interrupted]);
     } catch (err) {
       if (err instanceof KeyboardInterrupt || (err as NodeJS.ErrnoException)?.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED") {
         return interruptedOutcome();
@@ -449,7 +472,7 @@ class CellInterpreter implements StreambookInterpreter {
     // A display handle as the last expression: its display_data went out already, the handle is no result.
     if (value === undefined || ctx.silent || isDisplayHandle(value)) return { status: "ok" };
     try {
-      return { status: "ok", result: runInCell(cell, () => toMimeBundle(value)) };
+      return { status: "ok", result: runInCell(cell, () => withOriginals(() => toMimeBundle(value))) };
     } catch (err) {
       return { status: "error", ...describeError(err) };
     }
@@ -463,6 +486,7 @@ class CellInterpreter implements StreambookInterpreter {
     } finally {
       // The wrapper read its arguments before its first statement: the slot is not needed any more.
       delete (globalThis as Record<symbol, unknown>)[SCOPE_KEY];
+      healVitalBuiltins(); // a cell that replaced Function.prototype.apply would break Node's next event
     }
   }
 
@@ -501,6 +525,7 @@ class CellInterpreter implements StreambookInterpreter {
   }
 
   async shutdown(restart: boolean): Promise<void> {
+    this.shuttingDown = true;
     for (const t of this.timers) {
       clearTimeout(t as NodeJS.Timeout);
       clearImmediate(t as NodeJS.Immediate);

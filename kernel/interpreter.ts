@@ -10,6 +10,8 @@ export interface OutputSink {
   displayData(data: MimeBundle, metadata?: Record<string, unknown>, transient?: { display_id?: string }): void;
   updateDisplayData(data: MimeBundle, metadata: Record<string, unknown>, transient: { display_id: string }): void;
   clearOutput(wait: boolean): void;
+  /** Work whose output belongs to the cell (a display's rendering): its reply waits for it, bounded. */
+  holdReplyFor?(work: Promise<unknown>): void;
 }
 
 export interface ExecuteContext {
@@ -55,6 +57,11 @@ export interface Interpreter {
   isComplete(code: string): IsCompleteResult;
   /** Abandons a pending top-level await of the running cell; variables are kept. */
   interrupt(): void;
+  /**
+   * Code on the main thread was stopped by force (kernel/interrupts.ts): whatever awaited it will never
+   * hear back. `engine` says engine frames were among those stopped (a batch job was cut off).
+   */
+  afterForcedStop?(stopped: { engine: boolean }): void;
   /** Stops what the session started (streams, timers, sockets) before the process exits or restarts. */
   shutdown(restart: boolean): Promise<void>;
 }

@@ -1,7 +1,10 @@
 // The module whose exports every notebook has as globals (and the checker knows with their types):
 // the engine's public face, with a StreamingContext that adds the notebook's status panel, ssc.ui().
 import * as engine from "../engine/index.js";
+import { formatTime } from "../engine/duration.js";
+import { flushFinalRenderings } from "./notebook-display.js";
 import { currentRun } from "./notebook-presenter.js";
+import { watchReceiver } from "./receiver-status.js";
 import { StatusPanel, type StatusPanelOptions } from "./status-panel.js";
 
 export * from "../engine/index.js";
@@ -53,6 +56,11 @@ export class StreamingContext extends engine.StreamingContext {
     created.add(new WeakRef(this));
   }
 
+  /** As the engine's, typed as the notebook's context (setup() returns one), so the result has ui(). */
+  static override getOrCreate(dir: string, setup: () => StreamingContext): StreamingContext {
+    return engine.StreamingContext.getOrCreate(dir, setup) as StreamingContext;
+  }
+
   /** A live panel under this cell: input rate, processing time and scheduling delay per batch, and a table. */
   ui(options?: StatusPanelOptions): StatusPanel {
     return StatusPanel.open(this, options);
@@ -70,10 +78,27 @@ export class StreamingContext extends engine.StreamingContext {
     this.failureListener = undefined;
     if (run !== undefined) {
       run.definedLoggingOutput = true;
+      // A source's errors (an unknown topic, a broker down, skipped records) show under this cell too; a
+      // retrying source repeats its message, which is shown once until the source is started again.
+      const shown = new Map<string, string>();
       this.failureListener = {
         onOutputOperationCompleted: ({ outputOperationInfo: op }) => {
           if (op.failureReason === undefined || run.disposed) return;
-          run.report("stderr", `batch ${op.batchTime}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
+          // The batch time as the Time: headers of pprint show it.
+          run.report("stderr", `batch ${formatTime(op.batchTime)}: output operation ${op.id} (${op.name}) failed: ${op.failureReason}\n`);
+        },
+        onReceiverError: ({ receiverInfo: r }) => {
+          const message = r.lastErrorMessage ?? r.lastError ?? "error";
+          const key = `${r.streamId}\u0000${r.name}`;
+          // Retry delays change from one report to the next: compare without the numbers.
+          const gist = message.replace(/\d+/g, "#");
+          if (run.disposed || shown.get(key) === gist) return;
+          shown.set(key, gist);
+          const detail = r.lastError && !message.includes(r.lastError.replace(/^\w+: /, "")) ? ` (${r.lastError})` : "";
+          run.report("stderr", `source ${r.name}: ${message}${detail}\n`);
+        },
+        onReceiverStarted: ({ receiverInfo: r }) => {
+          shown.delete(`${r.streamId}\u0000${r.name}`);
         },
         // Records a source had to drop are never lost silently (reports come at most once a second per stream).
         onRecordsDropped: ({ droppedInfo: d }) => {
@@ -92,6 +117,20 @@ export class StreamingContext extends engine.StreamingContext {
       });
     }
     return started;
+  }
+
+  /** A source defined in a cell reports its receiver's failures (and retries) under that cell. */
+  override inputAdded(input: engine.InputDStream<unknown>): void {
+    super.inputAdded(input);
+    const run = currentRun();
+    const neverFails = input instanceof engine.QueueInputDStream || input instanceof engine.RateInputDStream;
+    if (run !== undefined) watchReceiver(this, input.id, run, !neverFails);
+  }
+
+  /** Stops as the engine does; then its charts will not change again, so they get their last-state PNG now. */
+  override async stop(options?: engine.StopOptions): Promise<void> {
+    await super.stop(options);
+    await flushFinalRenderings();
   }
 
   override awaitTermination(): Promise<void> {

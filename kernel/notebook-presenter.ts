@@ -4,7 +4,8 @@ import type { ChartOptions, ChartRow, ChartSink, Presenter, PrintSink } from "..
 import { currentCell } from "./cell-context.js";
 import { LiveChart } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
-import { LiveDisplay } from "./notebook-display.js";
+import { FINAL_AFTER_IDLE_MS, LiveDisplay } from "./notebook-display.js";
+import { ArrayPrototypePush, KernelClearTimeout, KernelPromise, KernelSetTimeout, SafePromiseAll, SafePromiseRace, SafeSet } from "./primordials.js";
 
 export { liveDisplayStats } from "./notebook-display.js";
 
@@ -20,12 +21,14 @@ const SETTLE_TIMEOUT_MS = 5000;
  * its output is ordinary; after its reply, stream output from its callbacks goes to a live log display.
  */
 export class CellRun {
-  readonly displays = new Set<LiveDisplay>();
+  readonly displays = new SafeSet<LiveDisplay>();
   private readonly disposers: (() => void)[] = [];
   private finishedFlag = false;
   private disposedFlag = false;
   private log: LiveDisplay | undefined;
   private logLines: string[] = [];
+  /** Lines about something ongoing (a receiver's connection), shown after the log and replaced in place. */
+  private readonly statusLines = new Map<string, string>();
   /** Set while a presenter call (pprint/chart) is defining an output, so outputDefined knows its kind. */
   presenterOutputPending = false;
   /** The cell defined an output whose callbacks may log (foreachRDD and the like). */
@@ -73,9 +76,29 @@ export class CellRun {
     const lines = text.replace(/\n$/, "").split("\n");
     for (const line of lines) this.logLines.push(name === "stderr" ? `[stderr] ${line}` : line);
     if (this.logLines.length > LOG_LINES_KEPT) this.logLines.splice(0, this.logLines.length - LOG_LINES_KEPT);
-    const snapshot = () => ({ "text/plain": this.logLines.join("\n") });
-    this.log.update(snapshot);
+    this.refreshLog();
     return true;
+  }
+
+  /**
+   * Sets (or with undefined, clears) a status line under the cell, e.g. a receiver that cannot connect:
+   * one line per key at the end of the log display, replaced in place rather than repeated. While the cell
+   * runs it opens the log display if needed; afterwards it needs the one ensureLogDisplay() left.
+   */
+  setStatus(key: string, line: string | undefined): void {
+    if (line === undefined) this.statusLines.delete(key);
+    else this.statusLines.set(key, line);
+    if (this.log === undefined) {
+      if (line === undefined || this.finishedFlag || this.disposedFlag) return;
+      this.log = new LiveDisplay(this.sink, { "text/plain": "" });
+      this.displays.add(this.log);
+    }
+    if (!this.log.isClosed) this.refreshLog();
+  }
+
+  private refreshLog(): void {
+    const text = [...this.logLines, ...this.statusLines.values()].join("\n");
+    this.log?.update(() => ({ "text/plain": text }));
   }
 
   /** Output on behalf of this cell from outside its code (listeners): the log display once it returned. */
@@ -84,12 +107,24 @@ export class CellRun {
     this.sink.stream(name, text);
   }
 
+  /** Renderings still under way while the cell runs (display.vegaLite's image), awaited by settle(). */
+  private readonly held = new Set<Promise<unknown>>();
+
+  holdReplyFor(work: Promise<unknown>): void {
+    if (this.finishedFlag) return;
+    const settled = work.then(() => undefined, () => undefined).finally(() => this.held.delete(settled));
+    this.held.add(settled);
+  }
+
   /** Sends pending updates (bounded), so the cell's final state is in its output before the reply. */
   async settle(): Promise<void> {
-    const all = Promise.all([...this.displays].map((d) => d.flush()));
+    // Kernel plumbing that runs after every cell: built-ins as captured at start (./primordials.ts).
+    const flushes: Promise<unknown>[] = [];
+    for (const d of this.displays) ArrayPrototypePush<Promise<unknown>>(flushes, d.flush());
+    for (const work of this.held) ArrayPrototypePush(flushes, work);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise<void>((ok) => (timer = setTimeout(ok, SETTLE_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    await SafePromiseRace<unknown>([SafePromiseAll(flushes), new KernelPromise<void>((ok) => (timer = KernelSetTimeout(ok, SETTLE_TIMEOUT_MS)))]);
+    KernelClearTimeout(timer);
   }
 
   markFinished(): void {
@@ -136,6 +171,10 @@ export class CellSink implements OutputSink {
 
   clearOutput(wait: boolean): void {
     this.inner.clearOutput(wait);
+  }
+
+  holdReplyFor(work: Promise<unknown>): void {
+    this.run.holdReplyFor(work);
   }
 }
 
@@ -198,14 +237,17 @@ export class NotebookPresenter implements Presenter {
       { "application/vnd.vegalite.v5+json": chart.spec(), "text/plain": chart.summary() },
       this.options.minIntervalMs,
       reportDisplayError(cell.sink, "chart rendering"),
+      // The last state gets a PNG (for nbconvert and GitHub); live updates only the cheaper SVG.
+      { finalAfterIdleMs: FINAL_AFTER_IDLE_MS },
     );
     run?.addDisplay(display);
     // The first update brings the SVG (rendering is asynchronous) for frontends without Vega-Lite.
-    display.update(() => chart.bundle());
+    const render = (final: boolean) => chart.output(final);
+    display.update(render);
     return {
       batch: (time: number, rows: ChartRow[]) => {
         chart.batch(time, rows);
-        display.update(() => chart.bundle());
+        display.update(render);
       },
     };
   }

@@ -4,7 +4,7 @@
 import { AsyncResource } from "node:async_hooks";
 import * as path from "node:path";
 import { presenter as currentPresenter, setPresenter, type Presenter } from "../engine/presenter.js";
-import { renderSvg } from "./charts.js";
+import { renderPng, renderSvg } from "./charts.js";
 import { setVegaLiteRenderer } from "./display.js";
 import { createInterpreter, type Prelude, type StreambookInterpreter } from "./evaluate.js";
 import type {
@@ -16,6 +16,7 @@ import type {
   IsCompleteResult,
 } from "./interpreter.js";
 import { CellRun, CellSink, NotebookPresenter } from "./notebook-presenter.js";
+import { SafeMap, withOriginals } from "./primordials.js";
 import type * as PreludeModule from "./notebook-prelude.js";
 
 export { CellRun, CellSink, NotebookPresenter } from "./notebook-presenter.js";
@@ -36,6 +37,8 @@ export interface NotebookOptions {
   warmup?: number | false;
   /** Install a SIGINT handler that interrupts the running cell (default true; off in in-process tests). */
   handleSigint?: boolean;
+  /** Run cells under Node's SIGINT watchdog (default true); the kernel stops spinning code itself instead. */
+  breakOnSigint?: boolean;
 }
 
 let foreachBound = false;
@@ -93,7 +96,7 @@ async function stopActiveContext(): Promise<void> {
  */
 export class NotebookInterpreter implements Interpreter {
   /** The latest run of each frontend cell id: re-running that cell disposes it. */
-  private readonly runs = new Map<string, CellRun>();
+  private readonly runs = new SafeMap<string, CellRun>();
   private running: CellRun | undefined;
   private readonly previousPresenter: Presenter;
   private readonly sigint = (): void => this.interrupt();
@@ -107,8 +110,12 @@ export class NotebookInterpreter implements Interpreter {
   ) {
     this.previousPresenter = currentPresenter();
     setPresenter(new NotebookPresenter({ fallback: this.previousPresenter, minIntervalMs: options.minIntervalMs }));
-    // display.vegaLite(spec) gets an SVG beside the spec, for classic Notebook, nbconvert and GitHub.
-    setVegaLiteRenderer(async (spec) => ({ "image/svg+xml": await renderSvg(spec as Record<string, unknown>) }));
+    // display.vegaLite(spec) gets a PNG beside the spec, for classic Notebook, nbconvert and GitHub: a PNG,
+    // not the SVG, since nbconvert prefers SVG and Debian 12's strips it to nothing.
+    setVegaLiteRenderer(async (spec) => {
+      const png = await renderPng(await renderSvg(spec as Record<string, unknown>));
+      return { data: { "image/png": png.base64 }, metadata: { "image/png": { width: png.width, height: png.height } } };
+    });
     bindForeachToDefiningCell(preludeModule());
     if (options.handleSigint !== false) process.on("SIGINT", this.sigint);
   }
@@ -129,7 +136,8 @@ export class NotebookInterpreter implements Interpreter {
     };
     this.running = run;
     try {
-      return await this.inner.execute(code, wrapped);
+      // Checking and compiling happen before the cell's first await: with the built-ins they started with.
+      return await withOriginals(() => this.inner.execute(code, wrapped));
     } finally {
       // The cell's live displays show their latest state before its reply (nbclient stops listening then).
       if (run.definedLoggingOutput && preludeModule().contextsNotStopped().length > 0) run.ensureLogDisplay();
@@ -144,15 +152,15 @@ export class NotebookInterpreter implements Interpreter {
   }
 
   complete(code: string, cursorPos: number): Promise<CompleteResult> {
-    return this.inner.complete(code, cursorPos);
+    return withOriginals(() => this.inner.complete(code, cursorPos));
   }
 
   inspect(code: string, cursorPos: number, detailLevel: number): Promise<InspectResult> {
-    return this.inner.inspect(code, cursorPos, detailLevel);
+    return withOriginals(() => this.inner.inspect(code, cursorPos, detailLevel));
   }
 
   isComplete(code: string): IsCompleteResult {
-    return this.inner.isComplete(code);
+    return withOriginals(() => this.inner.isComplete(code));
   }
 
   /**
@@ -174,6 +182,13 @@ export class NotebookInterpreter implements Interpreter {
     });
   }
 
+  /** A batch job cut off by a forced stop never completes: its context fails it and runs the next batch. */
+  afterForcedStop(stopped: { engine: boolean }): void {
+    if (!stopped.engine) return;
+    const reason = new KeyboardInterruptError("the output operation's code was stopped by an interrupt; later batches run");
+    for (const ctx of preludeModule().contextsNotStopped()) ctx.scheduler.abandonRunningJob(reason);
+  }
+
   async shutdown(restart: boolean): Promise<void> {
     if (this.shutDown) return;
     this.shutDown = true;
@@ -189,6 +204,11 @@ export class NotebookInterpreter implements Interpreter {
   }
 }
 
+/** Why an interrupted batch's output operation failed. */
+export class KeyboardInterruptError extends Error {
+  override name = "KeyboardInterrupt";
+}
+
 /** What main.ts runs: the TypeScript interpreter with the notebook's prelude and presenter. */
 export function createNotebookInterpreter(options: NotebookOptions): NotebookInterpreter {
   const inner = createInterpreter({
@@ -196,6 +216,7 @@ export function createNotebookInterpreter(options: NotebookOptions): NotebookInt
     prelude: notebookPrelude(),
     handleSigint: false, // the wrapper's handler interrupts, so it can also stop an awaited context
     warmup: options.warmup,
+    breakOnSigint: options.breakOnSigint,
   });
   return new NotebookInterpreter(inner, { minIntervalMs: options.minIntervalMs, handleSigint: options.handleSigint });
 }

@@ -2,6 +2,7 @@
 // through the source map of the cell's JavaScript; the kernel's own frames are hidden.
 import * as path from "node:path";
 import * as util from "node:util";
+import { SafeMap, withOriginals } from "./primordials.js";
 
 /** One generated line's mapping segments: [generated column, source line, source column], sorted. */
 type LineSegments = Array<[number, number, number]>;
@@ -16,12 +17,14 @@ export interface CellSourceMap {
 }
 
 /** Every cell ever compiled, by the numeric id in its script filename. Shared by all interpreters. */
-const cells = new Map<number, CellSourceMap>();
+// Built-ins as captured at start (./primordials.ts): this runs for every cell, after cells that may replace them.
+const cells = new SafeMap<number, CellSourceMap>();
 let nextCellId = 1;
 
 /** The filename marker V8 prints for cell scripts; the id is unique per compiled cell. */
 export function cellFilename(cwd: string, id: number): string {
-  return path.join(cwd, `[streambook-cell-${id}]`);
+  // Not path.join: Node's path module looks up Array.prototype.push, which a cell may have replaced.
+  return `${cwd.endsWith(path.sep) ? cwd : cwd + path.sep}[streambook-cell-${id}]`;
 }
 
 export function registerCell(map: CellSourceMap): number {
@@ -141,7 +144,12 @@ export interface ErrorParts {
 }
 
 /** Splits any thrown value into Jupyter's ename/evalue/traceback, with the stack mapped to cells. */
+/** A cell may have replaced String.prototype.split or Array.prototype.map: describe with the originals. */
 export function describeError(err: unknown): ErrorParts {
+  return withOriginals(() => describeErrorNow(err));
+}
+
+function describeErrorNow(err: unknown): ErrorParts {
   if (util.types.isNativeError(err) || (typeof err === "object" && err !== null && "stack" in err && "message" in err)) {
     const e = err as Error;
     const ctor = (e as { constructor?: { name?: unknown } }).constructor;

@@ -2,9 +2,12 @@
 // replay protection, and parsing that rejects anything malformed with a named error.
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { ArrayPrototypePush, ArrayPrototypeSlice, BufferFrom, BufferPrototypeEquals, DateNowISOString, JSONParse, JSONStringifyPlain } from "./primordials.js";
 
 export const PROTOCOL_VERSION = "5.3";
 const DELIMITER = Buffer.from("<IDS|MSG>");
+// The message path uses built-ins captured at start (./primordials.ts): a cell may replace JSON,
+// Buffer, Date or Array.prototype.push for everyone in the realm it shares with the kernel.
 
 export interface Header {
   msg_id: string;
@@ -67,10 +70,17 @@ export function readConnectionFile(path: string): ConnectionInfo {
   for (const port of ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"] as const) {
     if (typeof info[port] !== "number") throw new ConnectionFileError(`connection file ${path} lacks a numeric ${port}`);
   }
+  // Fail closed: only an explicit empty key means "unsigned", as the spec allows; a missing one is a mistake.
+  if (typeof info.key !== "string") {
+    throw new ConnectionFileError(
+      `connection file ${path} has no "key" (or it is not a string), so messages could not be authenticated; ` +
+        `the kernel refuses to start. Give it the client's key, or "key": "" to run unsigned on a trusted machine`,
+    );
+  }
   return {
     transport: info.transport ?? "tcp",
     ip: info.ip ?? "127.0.0.1",
-    key: info.key ?? "",
+    key: info.key,
     signature_scheme: info.signature_scheme ?? "hmac-sha256",
     shell_port: info.shell_port!,
     iopub_port: info.iopub_port!,
@@ -83,6 +93,12 @@ export function readConnectionFile(path: string): ConnectionInfo {
 
 export function endpoint(info: ConnectionInfo, port: number): string {
   return info.transport === "ipc" ? `ipc://${info.ip}-${port}` : `${info.transport}://${info.ip}:${port}`;
+}
+
+/** The socket files an ipc kernel binds (none for tcp): the kernel removes them when it shuts down. */
+export function ipcSocketFiles(info: ConnectionInfo): string[] {
+  if (info.transport !== "ipc") return [];
+  return [info.shell_port, info.iopub_port, info.stdin_port, info.control_port, info.hb_port].map((port) => `${info.ip}-${port}`);
 }
 
 function isObject(value: unknown): value is JsonObject {
@@ -185,7 +201,7 @@ export class Signer {
 
   private digest(parts: readonly Buffer[]): Buffer {
     const hmac = createHmac(this.algorithm!, this.key);
-    for (const part of parts) hmac.update(part);
+    for (let i = 0; i < parts.length; i++) hmac.update(parts[i]);
     return hmac.digest();
   }
 
@@ -198,7 +214,7 @@ export class Signer {
   verify(signature: Buffer, parts: readonly Buffer[]): void {
     if (this.algorithm === undefined) return;
     const digest = this.digest(parts);
-    const expected = Buffer.from(digest.toString("hex"), "ascii");
+    const expected = BufferFrom(digest.toString("hex"), "ascii");
     if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) {
       throw new WireError("invalid signature");
     }
@@ -206,10 +222,48 @@ export class Signer {
   }
 }
 
+/**
+ * Deeper nesting than any Jupyter message needs, far shallower than what overflows the stack of the
+ * recursive JSON.stringify and structured clone that echo a header back (measured: ~8,000 levels).
+ */
+export const MAX_JSON_DEPTH = 128;
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_ARRAY = 0x5b;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_ARRAY = 0x5d;
+const CLOSE_OBJECT = 0x7d;
+
+/** The deepest nesting of arrays and objects in JSON text, counted over its bytes in one pass. */
+export function jsonDepth(frame: Uint8Array, limit = Infinity): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < frame.length; i++) {
+    const byte = frame[i];
+    if (inString) {
+      if (byte === BACKSLASH) i++;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) inString = true;
+    else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
+      if (++depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return deepest;
+      }
+    } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth--;
+  }
+  return deepest;
+}
+
 function parseJsonFrame(frame: Buffer, what: string): JsonObject {
+  // A frame shorter than the limit cannot nest deeper than it.
+  if (frame.length > MAX_JSON_DEPTH && jsonDepth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new WireError(`${what} nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep`);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(frame.toString("utf8"));
+    value = JSONParse(frame.toString("utf8"));
   } catch {
     throw new WireError(`${what} is not valid JSON`);
   }
@@ -221,15 +275,17 @@ const REQUIRED_HEADER_FIELDS = ["msg_id", "msg_type", "session"] as const;
 
 /** Parses one multipart message: identities, delimiter, signature, four JSON frames, buffers. */
 export function decode(frames: readonly Buffer[], signer: Signer): Received {
-  const at = frames.findIndex((frame) => frame.equals(DELIMITER));
-  if (at < 0) throw new WireError("no <IDS|MSG> delimiter");
+  let at = 0;
+  while (at < frames.length && !BufferPrototypeEquals(frames[at], DELIMITER)) at++;
+  if (at === frames.length) throw new WireError("no <IDS|MSG> delimiter");
   if (frames.length - at - 1 < 5) throw new WireError(`expected 5 frames after the delimiter, got ${frames.length - at - 1}`);
   const signature = frames[at + 1];
-  const parts = frames.slice(at + 2, at + 6);
+  const parts = ArrayPrototypeSlice(frames, at + 2, at + 6);
   // Verify before parsing: unsigned bytes are never interpreted.
   signer.verify(signature, parts);
   const header = parseJsonFrame(parts[0], "header");
-  for (const field of REQUIRED_HEADER_FIELDS) {
+  for (let i = 0; i < REQUIRED_HEADER_FIELDS.length; i++) {
+    const field = REQUIRED_HEADER_FIELDS[i];
     if (typeof header[field] !== "string" || header[field] === "") throw new WireError(`header.${field} missing or not a string`);
   }
   const message: Message = {
@@ -242,20 +298,23 @@ export function decode(frames: readonly Buffer[], signer: Signer): Received {
     parent_header: parseJsonFrame(parts[1], "parent_header"),
     metadata: parseJsonFrame(parts[2], "metadata"),
     content: parseJsonFrame(parts[3], "content"),
-    buffers: frames.slice(at + 6),
+    buffers: ArrayPrototypeSlice(frames, at + 6),
   };
-  return { identities: frames.slice(0, at), message };
+  return { identities: ArrayPrototypeSlice(frames, 0, at), message };
 }
 
 /** Serialises and signs a message; identities go first for ROUTER sockets, a topic for PUB. */
 export function encode(message: Message, identities: readonly Buffer[], signer: Signer): Buffer[] {
   const parts = [
-    Buffer.from(JSON.stringify(message.header)),
-    Buffer.from(JSON.stringify(message.parent_header)),
-    Buffer.from(JSON.stringify(message.metadata)),
-    Buffer.from(JSON.stringify(message.content)),
+    BufferFrom(JSONStringifyPlain(message.header)),
+    BufferFrom(JSONStringifyPlain(message.parent_header)),
+    BufferFrom(JSONStringifyPlain(message.metadata)),
+    BufferFrom(JSONStringifyPlain(message.content)),
   ];
-  return [...identities, DELIMITER, Buffer.from(signer.sign(parts), "ascii"), ...parts, ...message.buffers];
+  const frames: Buffer[] = ArrayPrototypeSlice(identities);
+  ArrayPrototypePush(frames, DELIMITER, BufferFrom(signer.sign(parts), "ascii"), parts[0], parts[1], parts[2], parts[3]);
+  for (let i = 0; i < message.buffers.length; i++) ArrayPrototypePush(frames, message.buffers[i]);
+  return frames;
 }
 
 /** Builds the messages a kernel sends: its own session id, a fresh msg_id each time. */
@@ -268,7 +327,7 @@ export class MessageFactory {
         msg_id: randomUUID(),
         session: this.session,
         username: this.username,
-        date: new Date().toISOString(),
+        date: DateNowISOString(),
         msg_type: msgType,
         version: PROTOCOL_VERSION,
       },

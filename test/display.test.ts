@@ -22,6 +22,7 @@ vi.setConfig({ testTimeout: 60_000 });
 interface Sent {
   kind: "display" | "update" | "clear" | "stream";
   data?: MimeBundle;
+  metadata?: Record<string, unknown>;
   id?: string;
   wait?: boolean;
   text?: string;
@@ -32,7 +33,7 @@ function recorder(): { sent: Sent[]; sink: OutputSink } {
   const sink: OutputSink = {
     stream: (_name, text) => sent.push({ kind: "stream", text }),
     displayData: (data, _m, transient) => sent.push({ kind: "display", data, id: transient?.display_id }),
-    updateDisplayData: (data, _m, transient) => sent.push({ kind: "update", data, id: transient.display_id }),
+    updateDisplayData: (data, metadata, transient) => sent.push({ kind: "update", data, metadata, id: transient.display_id }),
     clearOutput: (wait) => sent.push({ kind: "clear", wait }),
   };
   return { sent, sink };
@@ -85,18 +86,20 @@ describe("bundles", () => {
   test("the Vega-Lite hook adds renderings, now or as an update when it is asynchronous", async () => {
     const { sent, sink } = recorder();
     const display = createDisplay(() => sink);
-    setVegaLiteRenderer(() => ({ "image/svg+xml": "<svg>sync</svg>" }));
+    setVegaLiteRenderer(() => ({ data: { "image/svg+xml": "<svg>sync</svg>" } }));
     display.vegaLite({ mark: "line" });
     expect(sent[0].data?.["image/svg+xml"]).toBe("<svg>sync</svg>");
-    let release!: (b: MimeBundle) => void;
-    setVegaLiteRenderer(() => new Promise<MimeBundle>((r) => (release = r)));
+    let release!: (b: { data: MimeBundle; metadata: Record<string, unknown> }) => void;
+    setVegaLiteRenderer(() => new Promise((r) => (release = r)));
     const h = display.vegaLite({ mark: "point" });
-    expect(sent[1].data?.["image/svg+xml"]).toBeUndefined();
-    release({ "image/svg+xml": "<svg>later</svg>" });
+    expect(sent[1].data?.["image/png"]).toBeUndefined();
+    release({ data: { "image/png": "iVBOR" }, metadata: { "image/png": { width: 400, height: 200 } } });
     await vi.waitFor(() => expect(sent).toHaveLength(3));
     expect(sent[2]).toMatchObject({ kind: "update", id: h.displayId });
-    expect(sent[2].data?.["image/svg+xml"]).toBe("<svg>later</svg>");
+    expect(sent[2].data?.["image/png"]).toBe("iVBOR");
     expect(sent[2].data?.[VEGA_LITE_MIME]).toEqual({ mark: "point" });
+    // The image's display size travels as output metadata.
+    expect(sent[2].metadata).toEqual({ "image/png": { width: 400, height: 200 } });
   });
 });
 

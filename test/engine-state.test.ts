@@ -121,7 +121,7 @@ describe("updateStateByKey versions", () => {
     expect(midBatch?.every(([, v]) => v === 1)).toBe(true);
     expect(st.state().collect().every(([, v]) => v === 1)).toBe(true);
     expect((ssc.lastError as Error).message).toBe("bad key");
-  });
+  }, 60_000); // 400k keys: seconds on a loaded 2-core machine
 
   it("a batch whose update function throws leaves the state as it was; later batches go on from it", async () => {
     const { ssc } = newContext();
@@ -249,7 +249,7 @@ describe("mapWithState", () => {
     expect(midBatch?.length).toBe(keys.length);
     expect(midBatch?.every(([, v]) => v === 1)).toBe(true);
     expect(mapped.state().collect().every(([, v]) => v === 2)).toBe(true);
-  });
+  }, 60_000); // 400k keys: seconds on a loaded 2-core machine
 
   it("State.update on a timing-out key fails the batch", async () => {
     await expect(

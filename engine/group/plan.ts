@@ -8,6 +8,7 @@ import { DStream, ForEachDStream } from "../dstream.js";
 import type { RDD } from "../rdd.js";
 import { StateSpec, MapWithStateDStream } from "../state.js";
 import { InputDStream } from "../sources/input.js";
+import { isPartitionedInput } from "../sources/partitioned.js";
 import { GroupUnsupportedError } from "./errors.js";
 import { isGroupSource, type GroupSourceSpec } from "./log.js";
 import { modifiersOf, recipeOf, type Recipe } from "./recipe.js";
@@ -306,6 +307,14 @@ export function planGroup(ssc: StreamingContext, defaultPartitions?: number): Gr
   // Inputs: sub-topology 0, one task per partition; every partitioned input must have as many.
   for (const s of ssc.graph.inputStreams()) {
     if (!needed.has(s)) continue;
+    if (!isGroupSource(s) && isPartitionedInput(s)) {
+      // Kafka and JetStream are partitioned, but a group cuts batches by the log's own clock and keeps its
+      // checkpoints, fences and repartition streams in Redis (README, "Scale-out (groups)").
+      throw new GroupUnsupportedError(
+        `input ${s.name} is a partitioned log, but groups run over Redis Streams only; ` +
+          `run it in a single-process context ({ group: false }), or copy the log into one Redis stream key per partition and read that with redisStream`,
+      );
+    }
     if (!isGroupSource(s)) {
       throw new GroupUnsupportedError(
         `input ${s.name} is not a partitioned log, so a group cannot split it between instances; ` +

@@ -4,6 +4,7 @@
 import type { StreamingContext } from "../context.js";
 import { DStream } from "../dstream.js";
 import type { RDD } from "../rdd.js";
+import type { PartitionRange } from "../listener.js";
 
 export interface InputOptions {
   /** A stable name for checkpoints (default: `<kind>#<id>`, e.g. `socket#0`). */
@@ -19,6 +20,7 @@ export abstract class InputDStream<T> extends DStream<T> {
   /** Spark's stream id: 0, 1, 2, ... in creation order within the context. */
   readonly id: number;
   private readonly recordCounts = new Map<number, number>();
+  private readonly inputDetails = new Map<number, { partitions?: PartitionRange[]; metadata?: Record<string, unknown> }>();
 
   constructor(ssc: StreamingContext, options?: InputOptions) {
     super(ssc, `${kindOf(new.target)}#${ssc.graph.inputStreams().length}`, [], options);
@@ -62,9 +64,23 @@ export abstract class InputDStream<T> extends DStream<T> {
     this.recordCounts.set(time, numRecords);
   }
 
+  /**
+   * As reportRecords, with what a partitioned log read per partition (and Spark's metadata map): the batch's
+   * listener events carry it in BatchInfo.streamIdToInputInfo.
+   */
+  protected reportInput(time: number, numRecords: number, details: { partitions?: PartitionRange[]; metadata?: Record<string, unknown> }): void {
+    this.recordCounts.set(time, numRecords);
+    this.inputDetails.set(time, details);
+  }
+
   /** Internal: the count reported for `time`, if any. */
   reportedRecords(time: number): number | undefined {
     return this.recordCounts.get(time);
+  }
+
+  /** Internal: the partitions and metadata reported for `time`, if any. */
+  reportedInput(time: number): { partitions?: PartitionRange[]; metadata?: Record<string, unknown> } | undefined {
+    return this.inputDetails.get(time);
   }
 
   override getOrCompute(time: number): RDD<T> | undefined {
@@ -80,5 +96,7 @@ export abstract class InputDStream<T> extends DStream<T> {
     super.clearMetadata(time);
     const limit = time - this.rememberDuration;
     for (const t of this.recordCounts.keys()) if (t <= limit) this.recordCounts.delete(t);
+    // Read when the batch was submitted; kept no longer than the batch.
+    for (const t of this.inputDetails.keys()) if (t <= time) this.inputDetails.delete(t);
   }
 }

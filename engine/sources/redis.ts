@@ -7,6 +7,8 @@ import type { DStream, NameOption } from "../dstream.js";
 import type { RDD } from "../rdd.js";
 import { StreamingError, errorMessage } from "../errors.js";
 import { InputDStream } from "./input.js";
+import { comparePartitions, type PartitionedInput, type PartitionStatus } from "./partitioned.js";
+import type { PartitionRange } from "../listener.js";
 import { makeRDD } from "./rddof.js";
 import { groupTaskOf, PARTITIONED_SINK } from "../group/scope.js";
 import type { GroupSourceSpec } from "../group/log.js";
@@ -330,7 +332,7 @@ export interface RedisStreamPosition {
  * Each batch's selection (its last ID per stream) goes to the checkpointer's batch-input log, so a batch
  * generated again after a crash reads exactly its range with XRANGE, not what has arrived since.
  */
-export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
+export class RedisInputDStream extends InputDStream<RedisStreamEntry> implements PartitionedInput {
   readonly streams: string[];
   private readonly ctx: StreamingContext;
   private readonly conn: RedisConnectionOptions;
@@ -383,7 +385,19 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
     // A failed command is retried after reconnecting; these errors are reported, never thrown.
     redis.on("error", () => {});
     this.redis = redis;
-    for (const s of this.streams) {
+    if (this.group) {
+      this.writer = redis.duplicate();
+      this.writer.on("error", () => {});
+    }
+    await this.prepareStreams(redis, this.assignedPartitions());
+    // Batches generated before a crash take exactly their logged ranges, read now; the fetcher goes on after them.
+    const from = await this.readReplays(redis);
+    await this.startFetcher(redis, from);
+  }
+
+  /** Positions (and the consumer group) of streams about to be read: a stream the checkpoint does not know starts at startId. */
+  private async prepareStreams(redis: Redis, streams: string[]): Promise<void> {
+    for (const s of streams) {
       if (this.group) {
         // The group's own cursor (last delivered) starts at startId; our position re-reads pending entries.
         try {
@@ -392,16 +406,7 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
           if (!/BUSYGROUP/.test((e as Error).message)) throw e;
         }
         if (!this.taken.has(s)) this.taken.set(s, "0-0");
-        continue;
-      }
-      // A stream the checkpoint does not know (added to the cell since) starts at startId.
-      if (!this.taken.has(s)) this.taken.set(s, await resolveStartId(redis, s, this.startId));
-    }
-    if (this.group) {
-      this.writer = redis.duplicate();
-      this.writer.on("error", () => {});
-      // Entries up to the position are in checkpointed state; their XACK may have been lost in a crash.
-      for (const s of this.streams) {
+        // Entries up to the position are in checkpointed state; their XACK may have been lost in a crash.
         const upTo = this.taken.get(s)!;
         if (compareIds(upTo, "0-0") <= 0) continue;
         for (let round = 0; round < 1000; round++) {
@@ -409,18 +414,78 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
           if (rows.length === 0) break;
           await redis.xack(s, this.group.name, ...rows.map((r) => r[0]));
         }
+        continue;
       }
+      if (!this.taken.has(s)) this.taken.set(s, await resolveStartId(redis, s, this.startId));
     }
-    // Batches generated before a crash take exactly their logged ranges, read now; the fetcher goes on after them.
-    const from = await this.readReplays(redis);
-    this.fetcher = new RedisStreamFetcher(
+  }
+
+  /** A fetcher of the assigned streams from `from`, caught up before the first batch (a recovered run's first batches read as they were). */
+  private async startFetcher(redis: Redis, from: ReadonlyMap<string, string>): Promise<void> {
+    const fetcher = new RedisStreamFetcher(
       redis,
-      { streams: this.streams, count: this.fetchCount, blockMs: this.blockMs, onError: (e) => this.report(e), group: this.group },
+      { streams: this.assignedPartitions(), count: this.fetchCount, blockMs: this.blockMs, onError: (e) => this.report(e), group: this.group },
       from,
     );
-    // Catch up before the first batch, so a recovered run's first batches are read as they were.
-    await this.fetcher.sync().catch((e: unknown) => this.report(e as Error));
-    this.fetcher.start();
+    this.fetcher = fetcher;
+    await fetcher.sync().catch((e: unknown) => this.report(e as Error));
+    fetcher.start();
+  }
+
+  // ---- PartitionedInput: each stream key is a partition ---------------------------------------
+
+  private assigned: Set<string> | undefined;
+  private reassigning: Promise<void> = Promise.resolve();
+
+  /** The stream keys, in order (each is a partition with its own position). */
+  partitions(): string[] {
+    return this.streams.slice().sort(comparePartitions);
+  }
+
+  /**
+   * Reads only these stream keys from now on (undefined: all). Entries fetched from the others and not yet in a
+   * batch are dropped (their positions stay where the last batch left them); a running fetcher is replaced.
+   */
+  assignPartitions(ids: readonly string[] | undefined): void {
+    const unknown = (ids ?? []).filter((id) => !this.streams.includes(id));
+    if (unknown.length > 0) throw new RedisStreamError(`redisStream ${this.name}: ${unknown.join(", ")} not among its streams (${this.streams.join(", ")})`);
+    this.assigned = ids === undefined ? undefined : new Set(ids);
+    if (!this.redis) return;
+    this.reassigning = this.reassigning.then(async () => {
+      const redis = this.redis;
+      const old = this.fetcher;
+      if (!redis || !old) return;
+      this.fetcher = undefined;
+      await old.stop();
+      try {
+        await this.prepareStreams(redis, this.assignedPartitions());
+      } catch (e) {
+        this.report(e as Error);
+      }
+      const from = new Map(this.taken);
+      for (const r of this.replayed.values()) for (const [st, id] of Object.entries(r.upTo)) from.set(st, id);
+      if (this.redis === redis) await this.startFetcher(redis, from);
+    });
+  }
+
+  assignedPartitions(): string[] {
+    return this.partitions().filter((s) => this.assigned === undefined || this.assigned.has(s));
+  }
+
+  /** Resolves once the last assignPartitions() has taken effect. */
+  async reassigned(): Promise<void> {
+    await this.reassigning;
+  }
+
+  partitionStatus(): PartitionStatus[] {
+    const buffered = new Map<string, number>();
+    for (const e of this.fetcher?.buffer ?? []) buffered.set(e.stream, (buffered.get(e.stream) ?? 0) + 1);
+    return this.partitions().map((s) => {
+      const assigned = this.assigned === undefined || this.assigned.has(s);
+      const n = buffered.get(s) ?? 0;
+      // The fetcher reads continuously, so what waits for a batch is what is buffered (XREAD cannot count further).
+      return { partition: s, position: this.taken.get(s), lag: assigned && this.fetcher ? n : undefined, buffered: n, assigned };
+    });
   }
 
   /**
@@ -509,8 +574,9 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
         upTo = { ...upTo, ...r.upTo };
       }
     } else {
-      items = this.fetcher ? this.fetcher.take(this.perBatch) : [];
+      items = this.fetcher ? this.fetcher.take(this.perBatch).filter((e) => this.assigned === undefined || this.assigned.has(e.stream)) : [];
     }
+    const before = new Map(this.taken);
     // Stream by stream, each in ID order: the batch's order is a function of its selection, so a replay matches.
     if (this.streams.length > 1) items = this.inStreamOrder(items);
     for (const e of items) {
@@ -525,7 +591,19 @@ export class RedisInputDStream extends InputDStream<RedisStreamEntry> {
     if (upTo) for (const [s, id] of Object.entries(upTo)) if (this.streams.includes(s)) this.taken.set(s, id);
     if (this.group) this.batchPositions.set(time, Object.fromEntries(this.taken));
     this.selected.set(time, Object.fromEntries(this.taken));
-    this.reportRecords(time, items.length);
+    const counts = new Map<string, number>();
+    for (const e of items) counts.set(e.stream, (counts.get(e.stream) ?? 0) + 1);
+    const status = new Map(this.partitionStatus().map((p) => [p.partition, p]));
+    const ranges: PartitionRange[] = [];
+    for (const st of this.partitions()) {
+      const until = this.taken.get(st);
+      if (until === undefined || (!counts.has(st) && !(this.assigned === undefined || this.assigned.has(st)))) continue;
+      ranges.push({ partition: st, from: before.get(st) ?? until, until, count: counts.get(st) ?? 0, lag: status.get(st)?.lag });
+    }
+    this.reportInput(time, items.length, {
+      partitions: ranges,
+      metadata: { Description: ranges.map((r) => `stream: ${r.partition}\tIDs: (${r.from}, ${r.until}]`).join("\n") },
+    });
     return makeRDD(this.ctx, items);
   }
 

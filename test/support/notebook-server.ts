@@ -79,10 +79,17 @@ export interface NotebookServer {
   stop(): Promise<void>;
 }
 
-/** Debian's two servers: the classic Notebook (a page to drive) and Jupyter Server (JupyterLab's backend). */
+/** The JupyterLab front end of test/jupyterlab (see test/support/jupyterlab.ts), served by jupyterlab_server. */
+export const LAB_SERVER = path.join(REPO, "test", "jupyterlab", "server.py");
+
+/**
+ * Debian's servers: the classic Notebook (a page to drive), Jupyter Server (JupyterLab's backend), and
+ * Jupyter Server with the test JupyterLab front end.
+ */
 const SERVERS = {
-  notebook: { bin: "/usr/bin/jupyter-notebook", app: "NotebookApp", dirFlag: "--notebook-dir", apt: "jupyter-notebook" },
-  server: { bin: "/usr/bin/jupyter-server", app: "ServerApp", dirFlag: "--ServerApp.root_dir", apt: "jupyter-server" },
+  notebook: { bin: "/usr/bin/jupyter-notebook", args: [], app: "NotebookApp", dirFlag: "--notebook-dir", apt: "jupyter-notebook" },
+  server: { bin: "/usr/bin/jupyter-server", args: [], app: "ServerApp", dirFlag: "--ServerApp.root_dir", apt: "jupyter-server" },
+  lab: { bin: PYTHON, args: [LAB_SERVER], app: "ServerApp", dirFlag: "--ServerApp.root_dir", apt: "jupyter-server python3-jupyterlab-server" },
 } as const;
 
 /** Starts a server of that kind with a temp notebook dir; resolves once /api answers. */
@@ -97,6 +104,7 @@ export async function startNotebookServer(options: { timeoutMs?: number; kind?: 
   const child: ChildProcess = spawn(
     server.bin,
     [
+      ...server.args,
       "--no-browser",
       "--ip=127.0.0.1",
       `--port=${port}`,
@@ -105,7 +113,8 @@ export async function startNotebookServer(options: { timeoutMs?: number; kind?: 
       `--${server.app}.token=${token}`,
       `${server.dirFlag}=${notebookDir}`,
     ],
-    { env: jupyterEnv(dataDir), stdio: ["ignore", "pipe", "pipe"] },
+    // The lab server keeps its user settings and workspaces in the temp data dir, not in its build.
+    { env: { ...jupyterEnv(dataDir), STREAMBOOK_LAB_STATE_DIR: path.join(dataDir, "lab-state") }, stdio: ["ignore", "pipe", "pipe"] },
   );
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
