@@ -40,6 +40,13 @@ function spawnChecker(): ChildProcess {
   child.unref();
   child.channel?.unref();
   child.on("error", () => {});
+  // A kernel that exits (shutdown, or a failed start) takes its checker along at once: one still loading
+  // its snapshot would only notice the closed channel once loaded, a second of CPU for nothing.
+  const kill = (): void => {
+    child.kill("SIGKILL");
+  };
+  process.once("exit", kill);
+  child.once("exit", () => process.removeListener("exit", kill));
   return child;
 }
 
