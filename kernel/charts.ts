@@ -213,6 +213,16 @@ export class ChartWorker {
     return this.worker;
   }
 
+  /** Starts the worker (and its loading of vega) ahead of a first render, e.g. when a chart is defined. */
+  warm(): void {
+    try {
+      this.start();
+      if (this.pending.size === 0) this.worker?.unref();
+    } catch {
+      // No worker script: the first render says so.
+    }
+  }
+
   /** Renders `spec` with the worker's renderer for `chart` (its compiled view is reused while the shape holds). */
   async render(chart: number, spec: VegaLiteSpec): Promise<string> {
     const reply = await this.request({ kind: "render", chart, spec });

@@ -91,7 +91,7 @@ async function chartWorkerStarts(): Promise<number> {
 }
 
 describe("a kernel under 4x overload (rateStream, 2 charts, 50 ms batches) for 60 s", () => {
-  it("has not started its chart worker before a chart renders", async () => {
+  it("has not started its chart worker before a cell defines a chart", async () => {
     await run(PIPELINE);
     expect(await chartWorkerStarts()).toBe(0);
   }, 60_000);
