@@ -157,7 +157,9 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
     expect(k.alive).toBe(true);
     expect(latencies.length).toBeGreaterThan(SECONDS * 4);
     // Issue 14's goal is p99 <= 100 ms; it is NOT met yet: 138 and 206 ms measured with this test running alone on a
-    // 2-core machine (an open item in the issue). This bound keeps what was fixed, a kernel that keeps
+    // 2-core machine (an open item in the issue); 216, 247 and 498 ms with charts rendered in the chart worker, on
+    // the same machine shared with other work (load average 12-18), where the scavenges of the engine's rows are
+    // the largest share of the main thread's slow stretches. This bound keeps what was fixed, a kernel that keeps
     // answering (before: no reply at all, then an out-of-memory death), until the goal is reached.
     console.log(`kernel_info p99 under 4x overload: ${p99.toFixed(1)} ms (goal 100 ms)`);
     expect(p99).toBeLessThanOrEqual(500);
