@@ -109,11 +109,11 @@ function profileLine(label: string, p: Record<string, unknown> | undefined, fini
   const n = (k: string): number => Number(p[k] ?? 0) / 1000;
   let s = `${label}: event loop busy ${n("busyMs").toFixed(1)} s, idle ${n("idleMs").toFixed(1)} s; main thread on CPU ${n("mainCpuMs").toFixed(1)} s, other threads ${(n("processCpuMs") - n("mainCpuMs")).toFixed(1)} s`;
   if (finished !== undefined) s += `; through the log's end: stage 0 at ${(finished[0] / 1000).toFixed(2)} s, stage 1 at ${(finished[1] / 1000).toFixed(2)} s`;
-  const loop = p.loop as { connectMs: number; memberMs: number; claimedMs: number; joinMs: number; rounds: number; roundsMs: number; idleMs: number; idles: number; fireMs: number; units: number[]; tasks: Record<string, { batches: number; notReady: number; inputMs: number; runMs: number; commitMs: number }> } | undefined;
+  const loop = p.loop as { connectMs: number; memberMs: number; claimedMs: number; joinMs: number; rounds: number; roundsMs: number; idleMs: number; idles: number; fireMs: number; units: number[]; tasks: Record<string, { batches: number; notReady: number; inputMs: number; runMs: number; commitMs: number; prefetched: number }> } | undefined;
   if (loop) {
     s += `\n      units ${loop.units.join(",")}; start-up: etcd connected ${(loop.connectMs / 1000).toFixed(2)} s, member ${(loop.memberMs / 1000).toFixed(2)} s, group settled ${(loop.joinMs / 1000).toFixed(2)} s, units open ${(loop.claimedMs / 1000).toFixed(2)} s; loop: ${loop.rounds} rounds running batches ${(loop.roundsMs / 1000).toFixed(1)} s, asleep ${(loop.idleMs / 1000).toFixed(1)} s (${loop.idles}x), outputs ${(loop.fireMs / 1000).toFixed(1)} s`;
     for (const [sub, t] of Object.entries(loop.tasks)) {
-      s += `\n      stage ${sub} tasks (summed): ${t.batches} batches, input ${(t.inputMs / 1000).toFixed(1)} s (${t.notReady} not there yet), run ${(t.runMs / 1000).toFixed(1)} s, commit ${(t.commitMs / 1000).toFixed(1)} s`;
+      s += `\n      stage ${sub} tasks (summed): ${t.batches} batches (${t.prefetched} read while the one before ran), input ${(t.inputMs / 1000).toFixed(1)} s (${t.notReady} not there yet), run ${(t.runMs / 1000).toFixed(1)} s, commit ${(t.commitMs / 1000).toFixed(1)} s`;
     }
   }
   return s;

@@ -224,7 +224,7 @@ export class GroupRuntime implements GroupHandle {
     const tasks: Record<number, GroupTask["timing"]> = {};
     for (const u of this.units.values()) {
       for (const t of u.tasks) {
-        const sum = (tasks[t.sub] ??= { batches: 0, notReady: 0, inputMs: 0, runMs: 0, commitMs: 0 });
+        const sum = (tasks[t.sub] ??= { batches: 0, notReady: 0, inputMs: 0, runMs: 0, commitMs: 0, prefetched: 0 });
         for (const k of Object.keys(sum) as (keyof GroupTask["timing"])[]) sum[k] += t.timing[k];
       }
     }

@@ -54,6 +54,7 @@ class LogPartitionInput extends InputDStream<unknown> {
       // Read while the previous batch ran. A read the log's clock had not passed yet, or that failed, is done again below.
       const r = await pending.read.catch(() => undefined);
       if (r) {
+        this.prefetchedBatches++;
         this.ready.set(time, r.records);
         this.lastSize = r.records.length;
         this.prefetch(time);
@@ -84,6 +85,9 @@ class LogPartitionInput extends InputDStream<unknown> {
     this.prefetch(to);
     return true;
   }
+
+  /** Batches whose records were read while the batch before them ran. */
+  prefetchedBatches = 0;
 
   /** The read of the batch after `time`, started while `time` runs (catching up on large batches). */
   private prefetched: { time: number; read: ReturnType<LogReader["read"]> } | undefined;
@@ -199,7 +203,7 @@ export class GroupTask {
    * Where this task's batches spent their time (ms from start to end of each part, so tasks running side by side
    * overlap): reading the input, running the batch, committing; and how often the input was not there yet.
    */
-  readonly timing = { batches: 0, notReady: 0, inputMs: 0, runMs: 0, commitMs: 0 };
+  readonly timing = { batches: 0, notReady: 0, inputMs: 0, runMs: 0, commitMs: 0, prefetched: 0 };
 
   private constructor(
     private readonly env: TaskEnvironment,
@@ -339,6 +343,8 @@ export class GroupTask {
     }
     const t1 = performance.now();
     this.timing.inputMs += t1 - t0;
+    this.timing.prefetched = 0;
+    for (const input of this.inputs) if (input instanceof LogPartitionInput) this.timing.prefetched += input.prefetchedBatches;
     if (this.cancelled) return false;
     const isCancelled = (): boolean => this.cancelled;
     const graph = this.ctx.graph;
