@@ -2,7 +2,7 @@
 // the plain single-process engine, as a group of 1 instance and as a group of 2 (each a separate process,
 // etcd coordinating), all reading the same log; then the rebalance time after a SIGKILL in a live group.
 // Ends with: summary: speedup X.XXx, group-overhead X.XXx, rebalance N ms
-// Run: npm run bench:scale [-- --records 4000000 --rounds 1]
+// Run: npm run bench:scale [-- --records 4000000 --rounds 1 --span 60000]
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
@@ -20,12 +20,14 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "1" },
     batch: { type: "string", default: "1000" },
     session: { type: "string", default: "2000" },
+    span: { type: "string", default: "60000" },
   },
 });
 const RECORDS = Number(args.records);
 const ROUNDS = Number(args.rounds);
 const BATCH = Number(args.batch);
 const SESSION = Number(args.session);
+const SPAN_MS = Number(args.span);
 const PARTITIONS = 8;
 const WORDS = 10;
 const VOCABULARY = 1000;
@@ -158,15 +160,27 @@ function rng(seed: number): () => number {
   };
 }
 
+/**
+ * Writes the log with entry IDs spread evenly over SPAN_MS of log time that ended before the load began, so
+ * every run cuts the same batches (with server-assigned IDs the log spanned as long as the load took, 60 s on
+ * a quiet machine and 210 s on a loaded one: two to three times the batches, and as many more sink writes).
+ */
 async function load(redis: Redis, prefix: string, records: number, seed: number): Promise<number> {
   const rnd = rng(seed);
   const CHUNK = 10_000;
+  const start = Math.floor((Date.now() - SPAN_MS - 2 * BATCH) / BATCH) * BATCH;
+  const last = new Array<number>(PARTITIONS).fill(-1);
+  const seq = new Array<number>(PARTITIONS).fill(0);
   for (let i = 0; i < records; i += CHUNK) {
     const pipe = redis.pipeline();
     for (let j = i; j < Math.min(records, i + CHUNK); j++) {
       const ws: string[] = [];
       for (let w = 0; w < WORDS; w++) ws.push(`w${Math.floor(rnd() * rnd() * VOCABULARY)}`);
-      pipe.xadd(`${prefix}:${j % PARTITIONS}`, "*", "line", ws.join(" "));
+      const p = j % PARTITIONS;
+      const ms = start + 1 + Math.floor((j * (SPAN_MS - 1)) / records);
+      seq[p] = ms === last[p] ? seq[p]! + 1 : 0;
+      last[p] = ms;
+      pipe.xadd(`${prefix}:${p}`, `${ms}-${seq[p]}`, "line", ws.join(" "));
     }
     await pipe.exec();
   }
@@ -395,8 +409,8 @@ async function main(): Promise<void> {
   const cores = os.cpus().length;
   const floor = best(two).demand / cores;
   console.log(
-    `  CPU-bound floor: the 2-instance run needed ${best(two).demand.toFixed(1)} core-s (1 instance: ${best(one).demand.toFixed(1)}), so at least ${floor.toFixed(2)} s on ${cores} cores ` +
-      `(it took ${(best(two).ms / 1000).toFixed(2)} s): the speedup on this machine is at most ${(best(one).ms / 1000 / floor).toFixed(2)}x`,
+    `  CPU-bound floor: the 2-instance run needed ${best(two).demand.toFixed(1)} core-s (1 instance: ${best(one).demand.toFixed(1)}), so at least ${floor.toFixed(2)} s on ${cores} cores with nothing else running ` +
+      `(it took ${(best(two).ms / 1000).toFixed(2)} s): a speedup of at most ${(best(one).ms / 1000 / floor).toFixed(2)}x`,
   );
   const rb = await rebalance(servers, redis);
   console.log(`  rebalance after SIGKILL (live log, 2 instances, session timeout ${SESSION} ms): every unit owned again after ${rb.owned} ms, caught up ${rb.caughtUp} ms later`);
