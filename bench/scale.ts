@@ -162,8 +162,8 @@ function rng(seed: number): () => number {
 
 /**
  * Writes the log with entry IDs spread evenly over SPAN_MS of log time that ended before the load began, so
- * every run cuts the same batches (with server-assigned IDs the log spanned as long as the load took, 60 s on
- * a quiet machine and 210 s on a loaded one: two to three times the batches, and as many more sink writes).
+ * every run cuts the same batches (with server-assigned IDs the log spanned as long as the load took: 83 s at
+ * load average 7 and 210 s at 12-30 here, so 2.5 times the batches, and as many more sink writes).
  */
 async function load(redis: Redis, prefix: string, records: number, seed: number): Promise<number> {
   const rnd = rng(seed);
