@@ -12,7 +12,7 @@ import ts from "typescript";
 import type { ExecuteContext, OutputSink } from "../kernel/interpreter.js";
 import type { StreambookInterpreter } from "../kernel/evaluate.js";
 
-const FILES = ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter"];
+const FILES = ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter", "checker", "checker-client", "checker-process", "checker-snapshot"];
 const root = path.resolve(__dirname, "..", "..");
 
 /** The kernel files of `rev` (or of the working tree) as CommonJS in a temporary folder. */
@@ -20,7 +20,12 @@ function materialise(rev: string | undefined, dir: string): string {
   fs.mkdirSync(dir, { recursive: true });
   for (const f of FILES) {
     const rel = `kernel/${f}.ts`;
-    const src = rev ? execFileSync("git", ["show", `${rev}:${rel}`], { cwd: root, encoding: "utf8" }) : fs.readFileSync(path.join(root, rel), "utf8");
+    let src: string;
+    try {
+      src = rev ? execFileSync("git", ["show", `${rev}:${rel}`], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }) : fs.readFileSync(path.join(root, rel), "utf8");
+    } catch {
+      continue; // a file that revision does not have
+    }
     const js = ts.transpileModule(src, {
       compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
     }).outputText;

@@ -2,6 +2,8 @@
 // 8-partition Redis log, as the plain single-process engine or as one instance of a group. Prints JSON lines:
 // {"started": ms} just before start(), and for the plain engine {"done": ms} when every word is counted.
 // Usage: node scale-worker.js plain|group <redisUrl> <etcdUrl> <group> <batchMs> <totalWords> [sessionMs]
+import * as fs from "node:fs";
+import { performance } from "node:perf_hooks";
 import { SparkContext, StreamingContext, redisStream, saveToRedis, type RDD } from "../engine/index.js";
 
 const [mode, url, etcd, group, batchArg, totalArg, sessionArg, instancesArg] = process.argv.slice(2);
@@ -30,6 +32,26 @@ if (mode === "plain") {
     }
   });
 }
+/** CPU seconds of this process's main thread (Linux /proc; the rest of the process's CPU is GC and I/O threads). */
+function mainThreadCpu(): number {
+  try {
+    const f = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+// Where this process's time went since start(), printed on SIGUSR2 (bench:scale asks before it kills us): the event
+// loop's busy and idle time (idle: waiting for Redis, etcd or a timer), the main thread's CPU and the process's.
+const elu0 = performance.eventLoopUtilization();
+const cpu0 = process.cpuUsage();
+const main0 = mainThreadCpu();
+process.on("SIGUSR2", () => {
+  const elu = performance.eventLoopUtilization(elu0);
+  const cpu = process.cpuUsage(cpu0);
+  const loop = (ssc.group as unknown as { loopStats?: () => unknown } | undefined)?.loopStats?.();
+  out({ profile: { busyMs: elu.active, idleMs: elu.idle, mainCpuMs: (mainThreadCpu() - main0) * 1000, processCpuMs: (cpu.user + cpu.system) / 1000, loop } });
+});
 out({ started: Date.now(), instance: ssc.group?.instanceId });
 void ssc.start();
 process.on("SIGTERM", () => void ssc.stop().then(() => process.exit(0)));

@@ -19,11 +19,13 @@ import type {
 } from "./interpreter.js";
 import { currentCell, runInCell, type CellContext } from "./cell-context.js";
 import { createDisplay, DISPLAY_DECLARATIONS, isDisplayHandle, toMimeBundle } from "./display.js";
-import { isComplete, LanguageServer, syntaxErrors, type CellDiagnostic } from "./language.js";
+import type { CellChecker } from "./checker.js";
+import { createChecker } from "./checker-client.js";
+import { isComplete, type CellDiagnostic } from "./language.js";
 import { cellFilename, describeError, registerCell } from "./stack.js";
 import { ProcessExitRefusedError } from "./process-guard.js";
 import { healVitalBuiltins, KernelPromise, ReflectApply, SafeMap, SafePromiseRace, SafeSet, withOriginals } from "./primordials.js";
-import { compileCell, IMPORT_HELPER, rewriteEmitted, SCOPE_KEY, typescript, type CompiledCell } from "./transform.js";
+import { compileCell, IMPORT_HELPER, SCOPE_KEY, wrapBody, type CellBody } from "./transform.js";
 
 /** A global the prelude adds, with the TypeScript type the checker gives it. */
 export interface PreludeGlobal {
@@ -183,7 +185,7 @@ class CellInterpreter implements StreambookInterpreter {
   /** Globals this interpreter defined or replaced, with what was there before (restored at shutdown). */
   private readonly claimed = new SafeMap<string, PropertyDescriptor | undefined>();
   private readonly cwd: string;
-  private language: LanguageServer | undefined;
+  private checker: CellChecker | undefined;
   private abort: ((err: Error) => void) | undefined;
   private lastCell: CellContext | undefined;
   private readonly timers = new SafeSet<NodeJS.Timeout | NodeJS.Immediate>();
@@ -359,19 +361,18 @@ class CellInterpreter implements StreambookInterpreter {
   warm(): Promise<void> {
     this.warming ??= (async () => {
       if (this.shuttingDown) return; // loading the checker would only delay the exit
-      typescript();
       await new Promise((r) => setImmediate(r));
       if (this.shuttingDown) return;
-      this.languageServer().warm();
+      await this.cellChecker().warm();
     })();
     return this.warming;
   }
 
-  private languageServer(): LanguageServer {
-    if (!this.language) {
+  private cellChecker(): CellChecker {
+    if (!this.checker) {
       const p = this.options.prelude;
       const globals = Object.entries(p?.globals ?? {}).map(([n, g]) => `declare var ${n}: ${g.type};`);
-      this.language = new LanguageServer({
+      this.checker = createChecker({
         cwd: this.cwd,
         preludeModule: p?.module,
         globalDeclarations: [
@@ -383,9 +384,9 @@ class CellInterpreter implements StreambookInterpreter {
           ...globals,
           p?.declarations ?? "",
         ].join("\n"),
-      });
+      }, (text) => kernelWrite("stderr", `[streambook] ${text}\n`));
     }
-    return this.language;
+    return this.checker;
   }
 
   async execute(code: string, ctx: ExecuteContext): Promise<ExecuteOutcome> {
@@ -405,42 +406,40 @@ class CellInterpreter implements StreambookInterpreter {
   private async executeCell(code: string, ctx: ExecuteContext, cell: CellContext, label: string): Promise<ExecuteOutcome> {
     const magic = TYPECHECK_MAGIC.exec(code);
     const typecheck = magic ? magic[1] === "on" : this.global.streambook === undefined || (this.global.streambook as { typecheck?: unknown }).typecheck !== false;
-    const language = this.languageServer();
-    const pending = language.checkCell(code);
-    const diagnostics = typecheck ? pending.diagnostics() : syntaxErrors(code);
-    if (diagnostics.length) {
-      pending.discard();
-      return typeScriptError(label, diagnostics);
+    const checker = this.cellChecker();
+    // An interrupt while the checker works ends the cell before it runs (the check may be in another process).
+    const interrupted = new Promise<never>((_, reject) => (this.abort = reject));
+    let checked;
+    try {
+      checked = await Promise.race([checker.check(code, typecheck), interrupted]);
+    } catch (err) {
+      checker.discard();
+      if (err instanceof KeyboardInterrupt) return interruptedOutcome();
+      return { status: "error", ...describeError(err) };
+    } finally {
+      this.abort = undefined;
     }
-    // Emit first, from the program that just checked the cell: committing changes a pool file, and an
-    // emit after that would build a second program and type checker for the same cell.
-    const emitted = typecheck ? pending.emit() : undefined;
-    // Checking is synchronous, so a SIGINT that came meanwhile waits in the event loop: let its handler
-    // run now (it calls interrupt()), or the signal would be lost and the cell would run, maybe forever.
+    if (checked.diagnostics.length) {
+      checker.discard();
+      return typeScriptError(label, checked.diagnostics);
+    }
+    // A check in this process is synchronous, so a SIGINT that came meanwhile waits in the event loop:
+    // let its handler run now (it calls interrupt()), or the signal would be lost and the cell would run.
     await yieldToEventLoop();
     if (this.interruptRequested) {
       // Interrupted between the start of execute and the start of running: the cell never starts.
-      pending.discard();
+      checker.discard();
       return interruptedOutcome();
     }
-    withOriginals(() => pending.commit()); // checker and compiler run on the built-ins they started with
+    withOriginals(() => checker.commit()); // checker and compiler run on the built-ins they started with
 
-    const compile = (names: readonly string[]): CompiledCell => {
-      if (emitted) {
-        try {
-          return rewriteEmitted(emitted.js, emitted.sourceMapText, (s) => language.isFooterImport(s), names);
-        } catch {
-          // fall back to the transpiler
-        }
-      }
-      return compileCell(code, names);
-    };
-    let compiled = withOriginals(() => compile([...this.scope.keys()]));
+    const body = checked.body as CellBody;
+    let compiled = withOriginals(() => wrapBody(body, [...this.scope.keys()]));
     const taken = compiled.globals.filter((n) => this.scope.has(n));
     if (taken.length) {
       // The cell declares `require`, `setTimeout`, ...: from now on that name is an ordinary global.
       for (const n of taken) this.scope.delete(n);
-      compiled = withOriginals(() => compile([...this.scope.keys()]));
+      compiled = withOriginals(() => wrapBody(body, [...this.scope.keys()]));
     }
     const id = registerCell({ label, ...compiled.map });
     const g = this.global;
@@ -508,11 +507,11 @@ class CellInterpreter implements StreambookInterpreter {
   }
 
   async complete(code: string, cursorPos: number): Promise<CompleteResult> {
-    return this.languageServer().complete(code, cursorPos);
+    return this.cellChecker().complete(code, cursorPos);
   }
 
   async inspect(code: string, cursorPos: number, detailLevel: number): Promise<InspectResult> {
-    return this.languageServer().inspect(code, cursorPos, detailLevel);
+    return this.cellChecker().inspect(code, cursorPos, detailLevel);
   }
 
   isComplete(code: string): IsCompleteResult {
@@ -520,8 +519,9 @@ class CellInterpreter implements StreambookInterpreter {
   }
 
   interrupt(): void {
+    // Noted even while an await can be abandoned: a check that finished just before still must not run.
+    if (this.executing) this.interruptRequested = true;
     if (this.abort) this.abort(new KeyboardInterrupt());
-    else if (this.executing) this.interruptRequested = true;
   }
 
   async shutdown(restart: boolean): Promise<void> {
@@ -535,6 +535,7 @@ class CellInterpreter implements StreambookInterpreter {
     try {
       await this.options.prelude?.shutdown?.(restart);
     } finally {
+      this.checker?.close();
       this.restoreGlobals();
     }
   }

@@ -11,6 +11,7 @@
 // the imports they use, and a pool file is recycled once no visible name needs it, so checking cell
 // 2,000 costs what checking cell 1 does. A re-declared name simply gets a new owner.
 import { createHash } from "node:crypto";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type * as TS from "typescript";
 import type { CompleteResult, InspectResult, IsCompleteResult } from "./interpreter.js";
@@ -78,6 +79,49 @@ const IGNORED_CODES = new Set([
   1205,
 ]);
 
+/**
+ * Parsed declaration files are shared by every LanguageServer of the process through one document
+ * registry: the checker snapshot (checker-snapshot.ts) fills it with the lib, @types/node and the
+ * prelude's declarations, and a notebook's server then finds them parsed and bound.
+ */
+let sharedRegistry: TS.DocumentRegistry | undefined;
+
+/** Versions of files on disk: their size and mtime, read once per process (a snapshot's are stale). */
+const diskStamps = new Map<string, string>();
+let stampsPid = process.pid;
+
+function diskVersion(file: string): string {
+  if (stampsPid !== process.pid) {
+    diskStamps.clear();
+    stampsPid = process.pid;
+  }
+  let v = diskStamps.get(file);
+  if (v === undefined) {
+    try {
+      const st = fs.statSync(file);
+      v = `${st.size}:${st.mtimeMs}`;
+    } catch {
+      v = "0";
+    }
+    diskStamps.set(file, v);
+  }
+  return v;
+}
+
+/** Module and type-reference resolutions, by containing folder: the same for every server of the process. */
+let sharedResolution:
+  | { moduleCache: TS.ModuleResolutionCache; typeRefCache: TS.TypeReferenceDirectiveResolutionCache; resolved: Map<string, TS.ResolvedModuleWithFailedLookupLocations> }
+  | undefined;
+
+function newResolution(ts: typeof TS, canonical: (f: string) => string, options: TS.CompilerOptions): NonNullable<typeof sharedResolution> {
+  const moduleCache = ts.createModuleResolutionCache(path.sep, canonical, options);
+  const typeRefCache = ts.createTypeReferenceDirectiveResolutionCache(path.sep, canonical, options, moduleCache.getPackageJsonInfoCache());
+  return { moduleCache, typeRefCache, resolved: new Map() };
+}
+
+/** The combined ES lib, parsed once per process (or in the snapshot) and shared by every server. */
+let sharedLib: TS.SourceFile | undefined;
+
 export interface LanguageOptions {
   cwd: string;
   /** Ambient declarations (a script .d.ts) for the kernel's globals: display, input, the prelude's values. */
@@ -107,8 +151,24 @@ export class LanguageServer {
   private readonly cwd: string;
   private readonly globalsFile: string;
   private readonly scratchFile: string;
+  private readonly libFile: string;
   private preludeLoaded = false;
+  /** Global names the ES lib does not declare (@types/node's, the kernel's globals): set at warm-up. */
+  private nonLibGlobals: Set<string> | undefined;
+  /** The last program of a self-contained cell (see selfContained) and the cell's file in it. */
+  private minimal: { program: TS.Program; host: TS.CompilerHost; sf?: TS.SourceFile; options: TS.CompilerOptions } | undefined;
   private fileNames: string[] | undefined;
+  /**
+   * Checks and emits go through a program of our own (createProgram with the previous one as
+   * oldProgram): unchanged files are the same SourceFile objects, found in one Map lookup, where the
+   * language service re-validated every file of every program against its registry. The service is
+   * kept for completions and inspection only.
+   */
+  private checkProgram: TS.Program | undefined;
+  private readonly compilerHost: TS.CompilerHost;
+  private readonly sourceFiles = new Map<string, { version: string; sf: TS.SourceFile }>();
+  /** A file changed, or the set of files did, since checkProgram was built. */
+  private programStale = true;
 
   constructor(private readonly opts: LanguageOptions) {
     const ts = this.ts;
@@ -116,7 +176,9 @@ export class LanguageServer {
     this.globalsFile = path.join(this.cwd, "__streambook_globals.d.ts");
     this.scratchFile = path.join(this.cwd, "__streambook_scratch.ts");
     this.files.set(this.globalsFile, { text: opts.globalDeclarations, version: 1, deps: new Set() });
-    this.files.set(path.join(this.cwd, "__streambook_lib.d.ts"), { text: combinedLib(ts), version: 1, deps: new Set() });
+    // At a fixed path (not in the notebook's folder), so every server shares its parsed form.
+    this.libFile = path.join(path.dirname(ts.getDefaultLibFilePath({})), "__streambook_lib.d.ts");
+    this.files.set(this.libFile, { text: combinedLib(ts), version: 1, deps: new Set() });
     this.growPool();
     const typeRoots = findTypeRoots();
     this.options = {
@@ -141,12 +203,11 @@ export class LanguageServer {
       // Do not look for @typescript/lib-* packages up the folder tree on every program.
       libReplacement: false,
     };
-    // Resolutions persist across programs: each cell makes a new program, and re-resolving @types/node
-    // and every import from scratch would dominate the cost of checking a cell.
+    // Resolutions persist across programs, and across servers of the process (the snapshot's too): each
+    // cell makes a new program, and re-resolving @types/node and every import would dominate its cost.
     const canonical = (f: string): string => (ts.sys.useCaseSensitiveFileNames ? f : f.toLowerCase());
-    const moduleCache = ts.createModuleResolutionCache(this.cwd, canonical, this.options);
-    const typeRefCache = ts.createTypeReferenceDirectiveResolutionCache(this.cwd, canonical, this.options, moduleCache.getPackageJsonInfoCache());
-    const resolved = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
+    sharedResolution ??= newResolution(ts, canonical, this.options);
+    const { moduleCache, typeRefCache, resolved } = sharedResolution;
     const poolResolutions = new Map<string, TS.ResolvedModuleWithFailedLookupLocations>();
     const resolutionHost: TS.ModuleResolutionHost = {
       fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
@@ -165,7 +226,10 @@ export class LanguageServer {
         this.fileNames ??= [...this.files.keys()];
         return this.fileNames;
       },
-      getScriptVersion: (f) => String(this.files.get(f)?.version ?? 0),
+      getScriptVersion: (f) => {
+        const v = this.files.get(f);
+        return v ? String(v.version) : diskVersion(f);
+      },
       getScriptSnapshot: (f) => {
         const v = this.files.get(f);
         if (v) return ts.ScriptSnapshot.fromString(v.text);
@@ -207,7 +271,73 @@ export class LanguageServer {
           return ts.resolveTypeReferenceDirective(name, containingFile, options, resolutionHost, redirected, typeRefCache, mode);
         }),
     };
-    this.service = ts.createLanguageService(host, ts.createDocumentRegistry());
+    sharedRegistry ??= ts.createDocumentRegistry();
+    const registry = sharedRegistry;
+    this.service = ts.createLanguageService(host, registry);
+    const registryKey = registry.getKeyForCompilationSettings(this.options);
+    this.compilerHost = {
+      getSourceFile: (f, languageVersion) => {
+        const v = this.files.get(f);
+        const version = v ? String(v.version) : diskVersion(f);
+        const hit = this.sourceFiles.get(f);
+        if (hit && hit.version === version) return hit.sf;
+        let sf: TS.SourceFile | undefined;
+        if (f === this.libFile) sf = sharedLib ??= ts.createSourceFile(f, v!.text, languageVersion, true);
+        else if (v) sf = ts.createSourceFile(f, v.text, languageVersion, true);
+        else {
+          // Declarations on disk come from the shared registry: parsed once per process (or in the snapshot).
+          // Its text is read only if the registry has to parse it.
+          if (version === "0") return undefined;
+          let text: string | undefined;
+          const read = (): string => (text ??= ts.sys.readFile(f) ?? "");
+          const snapshot: TS.IScriptSnapshot = { getText: (a, b) => read().slice(a, b), getLength: () => read().length, getChangeRange: () => undefined };
+          sf = registry.acquireDocumentWithKey(f, canonical(f) as TS.Path, host, registryKey, snapshot, version, scriptKindOf(ts, f), languageVersion);
+        }
+        this.sourceFiles.set(f, { version, sf });
+        return sf;
+      },
+      getDefaultLibFileName: () => this.libFile,
+      writeFile: () => {},
+      getCurrentDirectory: () => this.cwd,
+      getCanonicalFileName: canonical,
+      useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
+      getNewLine: () => "\n",
+      fileExists: host.fileExists,
+      readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
+      directoryExists: host.directoryExists,
+      getDirectories: host.getDirectories,
+      realpath: host.realpath,
+      resolveModuleNameLiterals: host.resolveModuleNameLiterals,
+      resolveTypeReferenceDirectiveReferences: host.resolveTypeReferenceDirectiveReferences,
+      getModuleResolutionCache: () => moduleCache,
+    } as TS.CompilerHost;
+  }
+
+  /** The program of the files as they are now (rebuilt from the previous one when a file changed). */
+  private program(): TS.Program {
+    const ts = this.ts;
+    const old = this.checkProgram;
+    if (old && !this.programStale) return old;
+    this.fileNames ??= [...this.files.keys()];
+    this.checkProgram = ts.createProgram({ rootNames: this.fileNames, options: this.options, host: this.compilerHost, oldProgram: old });
+    this.programStale = false;
+    return this.checkProgram;
+  }
+
+  /**
+   * Drops the programs and their type checkers (their types are rebuilt by the next check anyway),
+   * keeping the parsed files: what a snapshot should hold.
+   */
+  releasePrograms(): void {
+    this.checkProgram = undefined;
+    this.programStale = true;
+    this.minimal = undefined;
+    this.service.cleanupSemanticCache();
+  }
+
+  /** The files on disk the current program holds (declarations: lib, @types, the prelude's). */
+  diskFiles(): string[] {
+    return this.program().getSourceFiles().map((f) => f.fileName).filter((f) => !this.files.has(f));
   }
 
   private isVirtual(file: string): boolean {
@@ -220,6 +350,74 @@ export class LanguageServer {
     const warmup = this.checkCell("0");
     warmup.diagnostics();
     warmup.discard();
+    this.globalNames();
+  }
+
+  /** Names of the global scope that the ES lib does not declare, read once from the whole program. */
+  private globalNames(): Set<string> {
+    if (this.nonLibGlobals) return this.nonLibGlobals;
+    const ts = this.ts;
+    const names = new Set<string>();
+    const program = this.program();
+    const lib = program?.getSourceFile(this.libFile) as (TS.SourceFile & { locals?: Map<string, unknown> }) | undefined;
+    const scratch = program?.getSourceFile(this.scratchFile);
+    if (program && lib?.locals && scratch) {
+      const meaning = ts.SymbolFlags.Value | ts.SymbolFlags.Type | ts.SymbolFlags.Namespace | ts.SymbolFlags.Alias;
+      for (const sym of program.getTypeChecker().getSymbolsInScope(scratch, meaning)) if (!lib.locals.has(sym.name)) names.add(sym.name);
+    } else {
+      // Without them no cell counts as self-contained: every cell gets the whole program.
+      names.add("*");
+    }
+    this.nonLibGlobals = names;
+    return names;
+  }
+
+  /**
+   * A cell that imports nothing and names nothing but the ES lib's globals and its own declarations
+   * sees exactly what a program of the lib and the cell alone sees. It is checked in such a program
+   * (a fraction of the whole session's); if that finds an error, the whole program checks it again,
+   * so what the user is told never depends on this shortcut.
+   */
+  private selfContained(code: string, sf: TS.SourceFile, identifiers: Set<string>): boolean {
+    const ts = this.ts;
+    const globals = this.nonLibGlobals;
+    if (!globals || globals.has("*") || /\bimport\b/.test(code)) return false;
+    if (sf.referencedFiles.length || sf.typeReferenceDirectives.length || sf.libReferenceDirectives.length) return false;
+    for (const st of sf.statements) {
+      if (ts.isImportEqualsDeclaration(st) || ts.isExportDeclaration(st) || ts.isExportAssignment(st) || ts.isModuleDeclaration(st)) return false;
+    }
+    for (const id of identifiers) if (this.owners.has(id) || globals.has(id)) return false;
+    return true;
+  }
+
+  /** Checks a self-contained cell against the lib alone; returns its diagnostics and the cell's file. */
+  private checkMinimal(code: string): { diagnostics: TS.Diagnostic[]; program: TS.Program; sf: TS.SourceFile } {
+    const ts = this.ts;
+    const file = path.join(this.cwd, "__streambook_minimal.ts");
+    if (!this.minimal) {
+      const lib = this.program().getSourceFile(this.libFile);
+      const options: TS.CompilerOptions = { ...this.options, types: [], typeRoots: [] };
+      const minimal = { program: undefined as unknown as TS.Program, sf: undefined as TS.SourceFile | undefined, options } as NonNullable<LanguageServer["minimal"]>;
+      minimal.host = {
+        getSourceFile: (f) => (f === this.libFile ? lib : f === file ? minimal.sf : undefined),
+        getDefaultLibFileName: () => this.libFile,
+        writeFile: () => {},
+        getCurrentDirectory: () => this.cwd,
+        getCanonicalFileName: (f) => f,
+        useCaseSensitiveFileNames: () => true,
+        getNewLine: () => "\n",
+        fileExists: (f) => f === this.libFile || f === file,
+        readFile: () => undefined,
+      };
+      this.minimal = minimal;
+    }
+    const m = this.minimal;
+    // `export {}` makes it a module, as the cell's pool file is (top-level await, no global declarations).
+    m.sf = ts.createSourceFile(file, `${code}\nexport {};\n`, ts.ScriptTarget.ES2022, true);
+    m.program = ts.createProgram({ rootNames: [this.libFile, file], options: m.options, host: m.host, oldProgram: m.program });
+    const syntactic = m.program.getSyntacticDiagnostics(m.sf);
+    const diagnostics = syntactic.length > 0 ? [...syntactic] : [...m.program.getSemanticDiagnostics(m.sf)];
+    return { diagnostics, program: m.program, sf: m.sf };
   }
 
   /** Module specifiers of the footer's imports (dropped from emitted JavaScript). */
@@ -236,8 +434,9 @@ export class LanguageServer {
     const probe = path.join(this.cwd, "__streambook_prelude_probe.ts");
     this.fileNames = undefined;
     this.files.set(probe, { text: `import * as prelude from ${JSON.stringify(mod)};\nexport {};\n`, version: 1, deps: new Set() });
+    this.programStale = true;
     try {
-      const program = this.service.getProgram();
+      const program = this.program();
       const sf = program?.getSourceFile(probe);
       const decl = sf?.statements[0];
       if (!program || !decl || !ts.isImportDeclaration(decl)) return;
@@ -250,6 +449,7 @@ export class LanguageServer {
     } finally {
       this.files.delete(probe);
       this.fileNames = undefined;
+      this.programStale = true;
     }
   }
 
@@ -301,6 +501,7 @@ export class LanguageServer {
     }
     if (!prev) this.fileNames = undefined;
     this.files.set(file, { text, version: (prev?.version ?? 0) + 1, deps, compact });
+    this.programStale = true;
   }
 
   /**
@@ -362,7 +563,8 @@ export class LanguageServer {
     const ts = this.ts;
     const sf = ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, true);
     const declared = topLevelDeclarations(sf);
-    const { text, compact, deps, key } = this.footer(declared, identifiersOf(sf));
+    const identifiers = identifiersOf(sf);
+    const { text, compact, deps, key } = this.footer(declared, identifiers);
     const full = code + text;
     // Hashed: the footer grows with the pool, and these keys are kept (diagnostics, byText).
     const cacheKey = createHash("sha1").update(full).update("\0").update(key).digest("base64");
@@ -372,12 +574,21 @@ export class LanguageServer {
     const file = this.free[0];
     let done = false;
     let checkedHere = false;
+    let checkedAlone: { program: TS.Program; sf: TS.SourceFile } | undefined;
     const release = (): void => {
       if (this.free[0] === file) this.write(file, this.emptyFooter(), new Set());
     };
     return {
       diagnostics: () => {
         let diagnostics = this.diagnosticsCache.get(cacheKey);
+        if (!diagnostics && this.selfContained(code, sf, identifiers)) {
+          const alone = this.checkMinimal(code);
+          if (this.cellDiagnostics(alone.diagnostics, code).length === 0) {
+            checkedAlone = alone;
+            diagnostics = [];
+            this.diagnosticsCache.set(cacheKey, diagnostics);
+          }
+        }
         if (!diagnostics) {
           checkedHere = true;
           this.write(file, full, deps);
@@ -418,12 +629,25 @@ export class LanguageServer {
         release();
       },
       emit: () => {
+        if (checkedAlone) {
+          let js: string | undefined;
+          let map: string | undefined;
+          checkedAlone.program.emit(checkedAlone.sf, (name, text) => {
+            if (name.endsWith(".js")) js = text;
+            else if (name.endsWith(".js.map")) map = text;
+          });
+          return js !== undefined && map !== undefined ? { js, sourceMapText: map } : undefined;
+        }
         // Only right after checking it here: a re-run's cached transpile is cheaper than an emit.
         if (!checkedHere || this.files.get(file)?.text !== full) return undefined;
-        const out = this.service.getEmitOutput(file).outputFiles;
-        const js = out.find((f) => f.name.endsWith(".js"));
-        const map = out.find((f) => f.name.endsWith(".js.map"));
-        return js && map ? this.withoutFooter(js.text, map.text) : undefined;
+        const program = this.program();
+        let js: string | undefined;
+        let map: string | undefined;
+        program.emit(program.getSourceFile(file), (name, text) => {
+          if (name.endsWith(".js")) js = text;
+          else if (name.endsWith(".js.map")) map = text;
+        });
+        return js !== undefined && map !== undefined ? this.withoutFooter(js, map) : undefined;
       },
     };
   }
@@ -459,10 +683,17 @@ export class LanguageServer {
   }
 
   private diagnosticsOf(file: string, code: string): CellDiagnostic[] {
-    const ts = this.ts;
-    const all: TS.Diagnostic[] = [...this.service.getSyntacticDiagnostics(file)];
+    const program = this.program();
+    const sf = program.getSourceFile(file);
+    const all: TS.Diagnostic[] = [...program.getSyntacticDiagnostics(sf)];
     // Semantic errors in the kernel's footer (past the cell's text) are not the user's.
-    if (all.length === 0) all.push(...this.service.getSemanticDiagnostics(file).filter((d) => (d.start ?? 0) < code.length));
+    if (all.length === 0) all.push(...program.getSemanticDiagnostics(sf).filter((d) => (d.start ?? 0) < code.length));
+    return this.cellDiagnostics(all, code);
+  }
+
+  /** The errors a user sees, with positions in the cell. */
+  private cellDiagnostics(all: readonly TS.Diagnostic[], code: string): CellDiagnostic[] {
+    const ts = this.ts;
     const lines = code.split("\n");
     const out: CellDiagnostic[] = [];
     for (const d of all) {
@@ -694,6 +925,12 @@ function combinedLib(ts: typeof TS): string {
   return combinedLibText;
 }
 
+function scriptKindOf(ts: typeof TS, file: string): TS.ScriptKind {
+  if (/\.[cm]?js$/.test(file)) return ts.ScriptKind.JS;
+  if (file.endsWith(".json")) return ts.ScriptKind.JSON;
+  return ts.ScriptKind.TS;
+}
+
 /** Where @types/node lives: the kernel's own node_modules (cells see Node's types wherever they run). */
 function findTypeRoots(): string[] {
   try {
@@ -817,3 +1054,4 @@ export function syntaxErrors(code: string): CellDiagnostic[] {
     };
   });
 }
+

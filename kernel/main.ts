@@ -352,6 +352,8 @@ export function startFromCommandLine(argv: readonly string[], createInterpreter:
 }
 
 if (require.main === module) {
+  // The type checker's process starts from its snapshot now, on the other core, while the sockets bind.
+  (require("./checker-client.js") as typeof import("./checker-client.js")).prestartChecker();
   // Loaded only when needed so that `import`ing this module (e.g. with a test interpreter) stays light.
   const load = (options: { cwd: string; kernelHandlesSigint: boolean }): Interpreter =>
     (require("./notebook.js") as typeof import("./notebook.js")).createNotebookInterpreter({

@@ -212,7 +212,9 @@ export class LiveDisplay {
       try {
         const produced = await producer(final);
         const took = performance.now() - started;
-        if (!final) this.lastProduceMs = took; // a last state's PNG is rendered once: it does not space live updates
+        // A last state's PNG is rendered once: it does not space live updates. Nor does a display's first
+        // update, which pays once for loading the renderer (a chart's: the chart worker and vega).
+        if (!final && this.stats.updatesSent > 0) this.lastProduceMs = took;
         this.stats.produceMs += took;
         this.stats.produceMsMax = Math.max(this.stats.produceMsMax, took);
         if (final) {

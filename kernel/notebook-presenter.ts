@@ -2,7 +2,7 @@
 // defined them, each cell run remembers its outputs so a re-run disposes them, late logs become a display.
 import type { ChartOptions, ChartRow, ChartSink, Presenter, PrintSink } from "../engine/presenter.js";
 import { currentCell } from "./cell-context.js";
-import { LiveChart } from "./charts.js";
+import { chartWorker, LiveChart } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
 import { FINAL_AFTER_IDLE_MS, LiveDisplay } from "./notebook-display.js";
 import { ArrayPrototypePush, KernelClearTimeout, KernelPromise, KernelSetTimeout, SafePromiseAll, SafePromiseRace, SafeSet } from "./primordials.js";
@@ -232,6 +232,8 @@ export class NotebookPresenter implements Presenter {
     if (run !== undefined) run.presenterOutputPending = true;
     // Validates spec and options now, so a bad chart() call throws in the defining cell.
     const chart = new LiveChart(spec, options);
+    // A chart will render: start the chart worker now, so its first SVG does not wait for vega to load.
+    chartWorker().warm();
     const display = new LiveDisplay(
       cell.sink,
       { "application/vnd.vegalite.v5+json": chart.spec(), "text/plain": chart.summary() },

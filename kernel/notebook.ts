@@ -4,7 +4,7 @@
 import { AsyncResource } from "node:async_hooks";
 import * as path from "node:path";
 import { presenter as currentPresenter, setPresenter, type Presenter } from "../engine/presenter.js";
-import { renderPng, renderSvg } from "./charts.js";
+import { renderPng, renderSvgInWorker, stopChartWorker } from "./charts.js";
 import { setVegaLiteRenderer } from "./display.js";
 import { createInterpreter, type Prelude, type StreambookInterpreter } from "./evaluate.js";
 import type {
@@ -113,7 +113,7 @@ export class NotebookInterpreter implements Interpreter {
     // display.vegaLite(spec) gets a PNG beside the spec, for classic Notebook, nbconvert and GitHub: a PNG,
     // not the SVG, since nbconvert prefers SVG and Debian 12's strips it to nothing.
     setVegaLiteRenderer(async (spec) => {
-      const png = await renderPng(await renderSvg(spec as Record<string, unknown>));
+      const png = await renderPng(await renderSvgInWorker(spec as Record<string, unknown>));
       return { data: { "image/png": png.base64 }, metadata: { "image/png": { width: png.width, height: png.height } } };
     });
     bindForeachToDefiningCell(preludeModule());
@@ -200,6 +200,8 @@ export class NotebookInterpreter implements Interpreter {
       for (const run of this.runs.values()) run.dispose();
       this.runs.clear();
       setPresenter(this.previousPresenter);
+      // Ended here, not by the process's exit: a worker is never torn down while the process exits.
+      await stopChartWorker();
     }
   }
 }

@@ -5,7 +5,7 @@
 // event-time watermarks.
 import type { AccumulatorInfo, BatchInfo, PartitionPosition, ReceiverInfo, StreamingListener } from "../engine/index.js";
 import { currentCell } from "./cell-context.js";
-import { chartBundle, ChartRenderer, type ChartOutput } from "./charts.js";
+import { chartBundle, WorkerChartRenderer, type ChartOutput } from "./charts.js";
 import type { MimeBundle, OutputSink } from "./interpreter.js";
 import { FINAL_AFTER_IDLE_MS, LiveDisplay } from "./notebook-display.js";
 import { currentRun } from "./notebook-presenter.js";
@@ -110,7 +110,7 @@ export class StatusPanel {
   private readonly chart: LiveDisplay;
   private readonly table: LiveDisplay;
   private readonly listener: StreamingListener;
-  private readonly renderer = new ChartRenderer();
+  private readonly renderer = new WorkerChartRenderer();
   private closed = false;
 
   constructor(private readonly ctx: MonitoredContext, sink: OutputSink, options: StatusPanelOptions = {}) {

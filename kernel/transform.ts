@@ -13,6 +13,11 @@ export function typescript(): typeof TS {
   return tsModule;
 }
 
+/** Hands over a TypeScript already loaded (the checker snapshot loads it without require()). */
+export function useTypeScript(ts: typeof TS): void {
+  tsModule = ts;
+}
+
 export function typescriptLoaded(): boolean {
   return tsModule !== undefined;
 }
@@ -88,24 +93,44 @@ const TRANSPILE_OPTIONS: TS.CompilerOptions = {};
  */
 export const SCOPE_KEY = Symbol.for("streambook.cellScope");
 
-/** Re-run cells skip the transpiler (the result depends on the text and the scope's names only). */
-const compiledCache = new Map<string, CompiledCell>();
+/**
+ * A cell's JavaScript before it is wrapped: what the checker (maybe in its own process) hands the
+ * kernel. It depends on the cell's text only; the wrapper (wrapBody) adds the kernel's scope.
+ */
+export interface CellBody {
+  /** The rewritten statements (declarations as global assignments, imports as awaits, a final return). */
+  code: string;
+  /** Names the cell assigns as globals. */
+  globals: string[];
+  /** Function declarations, re-published as globals before the body runs (they are hoisted). */
+  hoisted: string[];
+  lines: CellSourceMap["lines"];
+  /** Column shifts per line of `code` (see CellSourceMap), before the wrapper's prefix. */
+  shifts: [number, [number, number][]][];
+}
+
+/** Re-run cells skip the transpiler (the body depends on the text only). */
+const bodyCache = new Map<string, CellBody>();
 
 /**
  * Transpiles and rewrites one cell. Syntax errors are the checker's job; this only transforms.
  * `scope`: names the wrapper takes as parameters, filled from `globalThis[SCOPE_KEY]` in that order.
  */
 export function compileCell(code: string, scope: readonly string[] = []): CompiledCell {
-  const key = scope.join(",") + "\0" + code;
-  const cached = compiledCache.get(key);
-  if (cached) return cached;
-  const compiled = compileUncached(code, scope);
-  if (compiledCache.size >= 500) compiledCache.delete(compiledCache.keys().next().value!);
-  compiledCache.set(key, compiled);
-  return compiled;
+  return wrapBody(transpileBody(code), scope);
 }
 
-function compileUncached(code: string, scope: readonly string[]): CompiledCell {
+/** The body of a cell through TypeScript's transpiler (no type information needed). */
+export function transpileBody(code: string): CellBody {
+  const cached = bodyCache.get(code);
+  if (cached) return cached;
+  const body = transpileUncached(code);
+  if (bodyCache.size >= 500) bodyCache.delete(bodyCache.keys().next().value!);
+  bodyCache.set(code, body);
+  return body;
+}
+
+function transpileUncached(code: string): CellBody {
   const ts = typescript();
   if (!("target" in TRANSPILE_OPTIONS)) {
     Object.assign(TRANSPILE_OPTIONS, {
@@ -121,23 +146,31 @@ function compileUncached(code: string, scope: readonly string[]): CompiledCell {
   const out = ts.transpileModule(code, { compilerOptions: TRANSPILE_OPTIONS, fileName: "cell.ts" });
   const js = out.outputText.replace(/\n\/\/# sourceMappingURL=.*\s*$/, "\n");
   const mappings = out.sourceMapText ? (JSON.parse(out.sourceMapText) as { mappings: string }).mappings : "";
-  return rewrite(ts, js, decodeMappings(mappings), () => false, scope);
+  return rewrite(ts, js, decodeMappings(mappings), () => false);
 }
 
 /**
  * Rewrites JavaScript the type checker emitted for a cell (its program is built already, so this saves
  * a transpile). `isFooter` names the module specifiers of the checker's footer imports, which go.
  */
-export function rewriteEmitted(
-  js: string,
-  sourceMapText: string,
-  isFooter: (specifier: string) => boolean,
-  scope: readonly string[] = [],
-): CompiledCell {
+export function rewriteEmitted(js: string, sourceMapText: string, isFooter: (specifier: string) => boolean): CellBody {
   const ts = typescript();
   const clean = js.replace(/\n\/\/# sourceMappingURL=.*\s*$/, "\n");
   const mappings = (JSON.parse(sourceMapText) as { mappings: string }).mappings;
-  return rewrite(ts, clean, decodeMappings(mappings), isFooter, scope);
+  return rewrite(ts, clean, decodeMappings(mappings), isFooter);
+}
+
+/**
+ * The script to run: the body inside an async wrapper whose parameters are the kernel's `scope` names.
+ * The wrapper's opening shares line 1 with the cell, so every line keeps its number. Needs no TypeScript.
+ */
+export function wrapBody(body: CellBody, scope: readonly string[]): CompiledCell {
+  const prefix = `(async (${scope.join(", ")}) => { ${body.hoisted.map((n) => `globalThis.${n} = ${n}; `).join("")}`;
+  const shifts: CellSourceMap["shifts"] = new Map();
+  for (const [line, entries] of body.shifts) shifts.set(line, entries.map(([col, delta]) => [line === 0 ? col + prefix.length : col, delta]));
+  shifts.set(0, [[0, prefix.length], ...(shifts.get(0) ?? [])]);
+  const js = `${prefix}${body.code}\n})(${scope.length ? '...globalThis[Symbol.for("streambook.cellScope")]' : ""})`;
+  return { js, globals: body.globals, map: { lines: body.lines, shifts } };
 }
 
 function rewrite(
@@ -145,8 +178,7 @@ function rewrite(
   js: string,
   lines: CellSourceMap["lines"],
   isFooter: (specifier: string) => boolean,
-  scope: readonly string[],
-): CompiledCell {
+): CellBody {
   const sf = ts.createSourceFile("cell.js", js, ts.ScriptTarget.ES2022, false, ts.ScriptKind.JS);
   const edits: Edit[] = [];
   const globals = new Set<string>();
@@ -237,16 +269,14 @@ function rewrite(
     }
   });
 
-  // The wrapper's opening shares line 1 with the cell, so every line keeps its number.
-  const prefix = `(async (${scope.join(", ")}) => { ${hoisted.map((n) => `globalThis.${n} = ${n}; `).join("")}`;
   edits.sort((a, b) => a.pos - b.pos || a.end - b.end);
   // Column shifts per line, at final columns: stack frames are mapped back through them.
-  const shifts: CellSourceMap["shifts"] = new Map([[0, [[0, prefix.length]]]]);
-  let result = prefix;
+  const shifts = new Map<number, [number, number][]>();
+  let result = "";
   let last = 0;
   let line = 0;
   let lineStart = 0;
-  let lineDelta = prefix.length;
+  let lineDelta = 0;
   const advance = (to: number): void => {
     for (let i = js.indexOf("\n", last); i !== -1 && i < to; i = js.indexOf("\n", i + 1)) {
       line++;
@@ -269,6 +299,6 @@ function rewrite(
     advance(e.end);
     last = e.end;
   }
-  result += js.slice(last) + `\n})(${scope.length ? "...globalThis[Symbol.for(\"streambook.cellScope\")]" : ""})`;
-  return { js: result, globals: [...globals], map: { lines, shifts } };
+  result += js.slice(last);
+  return { code: result, globals: [...globals], hoisted, lines, shifts: [...shifts] };
 }

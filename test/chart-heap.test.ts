@@ -1,10 +1,11 @@
 // A live chart's retained heap stays flat: the kernel re-renders one chart many times a second for hours,
 // and vega's dataflow keeps a little for every row and axis tick a reused view ever drew. Measured in
-// process, side by side with a renderer that reuses one view forever with vega's defaults (the old way).
+// process, side by side with a renderer that reuses one view forever with vega's defaults (the old way),
+// and in the chart worker's own heap, where the kernel's live charts render.
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
 import { describe, expect, it } from "vitest";
-import { ChartRenderer, LiveChart } from "../kernel/charts.js";
+import { ChartRenderer, ChartWorker, LiveChart, WorkerChartRenderer, type SvgRenderer } from "../kernel/charts.js";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;
@@ -18,8 +19,8 @@ async function settledHeap(): Promise<number> {
   return process.memoryUsage().heapUsed;
 }
 
-/** Heap growth over `measured` renders of an append-mode line chart, after `warmup` renders. */
-async function growth(renderer: ChartRenderer, warmup: number, measured: number): Promise<number> {
+/** Heap growth over `measured` renders of an append-mode line chart, after `warmup` renders (`heap`: the heap measured). */
+async function growth(renderer: SvgRenderer, warmup: number, measured: number, heap: () => Promise<number> = settledHeap): Promise<number> {
   // Five keys a batch at 100 ms, 100 rows kept: the time axis slides and rows come and go, as in a live chart.
   const chart = new LiveChart({ mark: "line" }, { maxRows: 100 });
   let time = 1_700_000_000_000;
@@ -31,9 +32,9 @@ async function growth(renderer: ChartRenderer, warmup: number, measured: number)
     }
   };
   await render(warmup);
-  const before = await settledHeap();
+  const before = await heap();
   await render(measured);
-  const after = await settledHeap();
+  const after = await heap();
   renderer.dispose();
   return after - before;
 }
@@ -43,10 +44,14 @@ describe("a live chart's heap", () => {
     const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`;
     const kernel = await growth(new ChartRenderer(), 300, 900);
     const reference = await growth(new ChartRenderer({ viewRenders: Infinity, cleanThreshold: 10_000 }), 300, 900);
-    console.log(`heap growth over 900 renders: kernel's renderer ${mb(kernel)}, one view forever ${mb(reference)}`);
+    const worker = new ChartWorker();
+    const inWorker = await growth(new WorkerChartRenderer(worker), 300, 900, async () => (await worker.heap()).heapUsed);
+    await worker.stop();
+    console.log(`heap growth over 900 renders: kernel's renderer ${mb(kernel)}, in the chart worker ${mb(inWorker)}, one view forever ${mb(reference)}`);
     // The scenario does exercise the growth: the old way keeps megabytes ...
     expect(reference).toBeGreaterThan(2e6);
-    // ... and the kernel's renderer keeps a small fraction of that.
+    // ... and the kernel's renderer keeps a small fraction of that, in process and in the chart worker.
     expect(kernel).toBeLessThan(reference / 4);
+    expect(inWorker).toBeLessThan(reference / 4);
   }, 300_000); // about 20 s on an idle 2-core machine; minutes when it is shared
 });

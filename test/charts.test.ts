@@ -1,6 +1,7 @@
-// LiveChart's row bookkeeping per mode (hand-worked batches), the completed spec, SVG rendering and the bundle.
+// LiveChart's row bookkeeping per mode (hand-worked batches), the completed spec, SVG rendering and the bundle,
+// and the worker thread live charts render in (shared, started by the first render, replaced when it dies).
 import { describe, expect, test } from "vitest";
-import { LiveChart, ChartOptionsError, chartBundle, renderSvg, VEGA_LITE_SCHEMA } from "../kernel/charts.js";
+import { CHART_WORKER_RETRIES, ChartOptionsError, ChartWorker, ChartWorkerError, LiveChart, WorkerChartRenderer, chartBundle, renderSvg, VEGA_LITE_SCHEMA } from "../kernel/charts.js";
 import type { ChartRow } from "../engine/presenter.js";
 
 const bar = {
@@ -186,4 +187,65 @@ describe("rendering", () => {
     expect(b["image/svg+xml"]).toBeUndefined();
     expect(b["application/vnd.vegalite.v5+json"]).toMatchObject({ mark: "no-such-mark" });
   });
+});
+
+describe("the chart worker", () => {
+  const spec = (t: number, pairs: [string, number][]) => {
+    const c = new LiveChart(bar, { mode: "update" });
+    c.batch(t, kv(t, pairs));
+    return c.spec();
+  };
+
+  test("charts render in one worker thread, started by the first render and shared by every chart", async () => {
+    const worker = new ChartWorker();
+    const first = new WorkerChartRenderer(worker);
+    const second = new WorkerChartRenderer(worker);
+    expect(worker.thread).toBeUndefined(); // nothing started before a chart renders
+    const a = spec(1000, [["hello", 3], ["world", 1]]);
+    const b = spec(2000, [["spark", 2]]);
+    const [svgA, svgB] = await Promise.all([first.svg(a), second.svg(b)]);
+    expect(elements(svgA)).toEqual(elements(await renderSvg(a)));
+    expect(elements(svgB)).toEqual(elements(await renderSvg(b)));
+    expect(worker.starts).toBe(1);
+    await worker.stop();
+    expect(worker.thread).toBeUndefined();
+  }, 60_000);
+
+  test("specs asked for while one renders coalesce: only the latest is rendered, and every caller since gets it", async () => {
+    const worker = new ChartWorker();
+    const renderer = new WorkerChartRenderer(worker);
+    const specs = [1, 2, 3, 4, 5].map((i) => spec(i * 1000, [[`k${i}`, i]]));
+    const svgs = await Promise.all(specs.map((s) => renderer.svg(s)));
+    expect(worker.rendersSent).toBe(2);
+    expect(elements(svgs[0]!)).toEqual(elements(await renderSvg(specs[0]!)));
+    for (const svg of svgs.slice(1)) expect(svg).toBe(svgs[4]);
+    expect(elements(svgs[4]!)).toEqual(elements(await renderSvg(specs[4]!)));
+    await worker.stop();
+  }, 60_000);
+
+  test("a worker that dies during a render is replaced, and the render is done by the new one", async () => {
+    const worker = new ChartWorker();
+    const renderer = new WorkerChartRenderer(worker);
+    await renderer.svg(spec(1000, [["a", 1]]));
+    const later = spec(2000, [["a", 1], ["b", 2]]);
+    const rendering = renderer.svg(later);
+    await worker.thread!.terminate(); // as a crash: the thread ends with the render in flight
+    expect(elements(await rendering)).toEqual(elements(await renderSvg(later)));
+    expect(worker.starts).toBe(2);
+    await worker.stop();
+  }, 60_000);
+
+  test("a worker that keeps dying (here: out of its heap) leaves the chart its spec and text, and each render tries a new one", async () => {
+    const worker = new ChartWorker({ heapMb: 4 }); // too small to load vega: the thread runs out of heap
+    const renderer = new WorkerChartRenderer(worker);
+    const s = spec(1000, [["a", 1]]);
+    const out = await renderer.output(s, "a bar chart", false);
+    expect(out.data).toEqual({ "application/vnd.vegalite.v5+json": s, "text/plain": "a bar chart" });
+    const startsAfterFirst = worker.starts;
+    expect(startsAfterFirst).toBe(1 + CHART_WORKER_RETRIES);
+    const failure = await renderer.svg(s).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(ChartWorkerError);
+    expect((failure as Error).message).toMatch(/memory/);
+    expect(worker.starts).toBe(startsAfterFirst * 2);
+  }, 60_000);
 });

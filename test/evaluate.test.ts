@@ -320,7 +320,7 @@ describe("modules", () => {
 /** The kernel's files as CommonJS in `dir`, so a plain node child can run them. */
 function writeKernelCopy(dir: string): void {
   const kernelDir = path.join(__dirname, "..", "kernel");
-  for (const f of ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter", "process-guard", "primordials"]) {
+  for (const f of ["evaluate", "language", "transform", "stack", "display", "cell-context", "interpreter", "process-guard", "primordials", "checker", "checker-client", "checker-process", "checker-snapshot"]) {
     const src = fs.readFileSync(path.join(kernelDir, `${f}.ts`), "utf8");
     const js = ts.transpileModule(src, {
       compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },

@@ -158,4 +158,51 @@ describe.skipIf(!etcdAvailable() || !redisServerAvailable())("keyed operators in
       await Promise.all([etcd.stop(), server.stop()]);
     }
   }, 120_000);
+
+  it("catching up on a backlog of large batches (each read while the one before runs) gives every batch's counts", async () => {
+    const etcd = await EtcdTestServer.start();
+    const server = await RedisTestServer.start();
+    const redis: Redis = connect({ url: server.url });
+    let ssc: StreamingContext | undefined;
+    try {
+      // 6 batches of 2 partitions, 2,500 entries each (large enough to be read one batch ahead), batch 4 empty.
+      const base = Math.floor(Date.now() / 1000) * 1000 - 60_000;
+      const rng = mulberry32(5);
+      const want: Record<string, number>[] = [];
+      const totals: Record<string, number> = {};
+      const N = 6;
+      for (let k = 1; k <= N; k++) {
+        const c: Record<string, number> = {};
+        const pipe = redis.pipeline();
+        for (let p = 0; p < 2; p++) {
+          for (let i = 0; k !== 4 && i < 2500; i++) {
+            const w = `w${Math.floor(rng() * 50)}`;
+            c[w] = (c[w] ?? 0) + 1;
+            pipe.xadd(`big:${p}`, `${base + (k - 1) * B + 1 + Math.floor(i / 30)}-${i % 30}`, "w", w);
+          }
+        }
+        await pipe.exec();
+        for (const [w, n] of Object.entries(c)) totals[w] = (totals[w] ?? 0) + n;
+        want.push({ ...totals });
+      }
+      ssc = new StreamingContext(new SparkContext(), Milliseconds(B), { group: { name: "backlog", coordinator: etcd.url, sessionTimeout: 2000 } });
+      const got = new Map<number, Record<string, number>>();
+      redisStream(ssc, { url: server.url, streams: ["big:0", "big:1"], startId: "0" })
+        .map((e) => [e.fields.w!, 1] as P)
+        .reduceByKey((a, b) => a + b)
+        .updateStateByKey((vs: number[], s?: number) => vs.reduce((a, b) => a + b, 0) + (s ?? 0))
+        .foreachRDD((rdd: RDD<P>, t) => void got.set(Math.round((t - base) / B), Object.fromEntries(rdd.collect())));
+      await ssc.start();
+      for (let i = 0; i < 600 && got.size < N; i++) await sleep(50);
+      const stats = (ssc.group as unknown as { loopStats(): { tasks: Record<number, { prefetched: number }> } }).loopStats();
+      await ssc.stop();
+      for (let k = 1; k <= N; k++) expect(got.get(k), `batch ${k}`).toEqual(want[k - 1]);
+      // The batches after the first large one in each partition were read ahead (so this test ran that path).
+      expect(stats.tasks[0]!.prefetched).toBeGreaterThanOrEqual(2);
+    } finally {
+      await ssc?.stop();
+      redis.disconnect();
+      await Promise.all([etcd.stop(), server.stop()]);
+    }
+  }, 120_000);
 });

@@ -37,14 +37,19 @@ async function run(code: string, timeoutMs = 120_000): Promise<{ stdout: string;
   const { msgId, reply } = k.send("shell", "execute_request", { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
   const out = { stdout: "", stderr: "" };
   let error = "";
+  let idle!: () => void;
+  // The cell's output comes on IOPub, which may arrive after the reply on shell: its busy/idle brackets it.
+  const settled = new Promise<void>((resolve) => (idle = resolve));
   const off = k.onIopub((m: Message) => {
     if (m.parent_header.msg_id !== msgId) return;
     if (m.header.msg_type === "stream") out[m.content.name === "stderr" ? "stderr" : "stdout"] += String(m.content.text);
     if (m.header.msg_type === "error") error = `${String(m.content.ename)}: ${String(m.content.evalue)}`;
+    if (m.header.msg_type === "status" && m.content.execution_state === "idle") idle();
   });
   let timer: NodeJS.Timeout | undefined;
   try {
-    const r = await Promise.race([reply, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("cell timed out")), timeoutMs)))]);
+    const timeout = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("cell timed out")), timeoutMs)));
+    const [r] = await Promise.race([Promise.all([reply, settled]), timeout]);
     if (r.content.status !== "ok") throw new Error(`cell failed: ${error}`);
     return out;
   } finally {
@@ -78,11 +83,22 @@ function overloadPipeline(ctx: StreamingContext, rowsPerSecond: number, throttle
 }
 `;
 
+/** Chart worker threads the kernel has started so far (kernel/charts.ts starts one on the first chart render). */
+async function chartWorkerStarts(): Promise<number> {
+  const charts = JSON.stringify(path.join(ROOT, "dist", "kernel", "charts.js"));
+  const { stdout } = await run(`console.log(require(${charts}).chartWorker().starts);`);
+  return Number(stdout.trim());
+}
+
 describe("a kernel under 4x overload (rateStream, 2 charts, 50 ms batches) for 60 s", () => {
+  it("has not started its chart worker before a cell defines a chart", async () => {
+    await run(PIPELINE);
+    expect(await chartWorkerStarts()).toBe(0);
+  }, 60_000);
+
   it("keeps answering kernel_info (p99 printed against the 100 ms goal), keeps RSS bounded, and accounts for every row", async () => {
     const k = kernel!;
     const pid = k.child.pid!;
-    await run(PIPELINE);
     // What the pipeline processes per second, measured in the kernel on the manual clock (unthrottled).
     const cal = await run(`
 const cal = new StreamingContext(sc, Milliseconds(50), { clock: "manual" });
@@ -141,7 +157,9 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
     expect(k.alive).toBe(true);
     expect(latencies.length).toBeGreaterThan(SECONDS * 4);
     // Issue 14's goal is p99 <= 100 ms; it is NOT met yet: 138 and 206 ms measured with this test running alone on a
-    // 2-core machine (an open item in the issue). This bound keeps what was fixed, a kernel that keeps
+    // 2-core machine (an open item in the issue); 216, 247 and 498 ms with charts rendered in the chart worker, on
+    // the same machine shared with other work (load average 12-18), where the scavenges of the engine's rows are
+    // the largest share of the main thread's slow stretches. This bound keeps what was fixed, a kernel that keeps
     // answering (before: no reply at all, then an out-of-memory death), until the goal is reached.
     console.log(`kernel_info p99 under 4x overload: ${p99.toFixed(1)} ms (goal 100 ms)`);
     expect(p99).toBeLessThanOrEqual(500);
@@ -153,5 +171,7 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
     expect(result.produced).toBeGreaterThan(capacity * SECONDS * 0.25);
     // Every row produced was processed, or reported as dropped (under the cell, and counted here).
     expect(result.processed + result.dropped).toBe(result.produced);
+    // Both charts (and the calibration's) rendered in the one chart worker, which never had to be replaced.
+    expect(await chartWorkerStarts()).toBe(1);
   }, 150_000);
 });

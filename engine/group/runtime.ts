@@ -64,6 +64,8 @@ export class GroupRuntime implements GroupHandle {
   private readonly batchDuration: number;
 
   private hooks: GroupHooks = { reportError: () => {} };
+  /** Where the batch loop's wall time went (ms), for bench:scale's breakdown. */
+  private readonly loopTiming = { startedAt: 0, connectedAt: 0, memberAt: 0, joinedAt: 0, lastClaimAt: 0, rounds: 0, roundsMs: 0, idleMs: 0, idles: 0, fireMs: 0 };
 
   constructor(
     private readonly ssc: StreamingContext,
@@ -131,6 +133,7 @@ export class GroupRuntime implements GroupHandle {
   async start(hooks: GroupHooks): Promise<void> {
     if (this.running) throw new GroupConfigMismatchError(`instance ${this.instanceId} of group ${this.name} is running already`);
     this.hooks = hooks;
+    this.loopTiming.startedAt = Date.now();
     this.units.clear();
     this.claiming.clear();
     this.lastFired = undefined;
@@ -161,6 +164,7 @@ export class GroupRuntime implements GroupHandle {
       launchIndex: this.options.launchIndex,
     });
     this.coord = coord;
+    this.loopTiming.connectedAt = Date.now();
     let meta = await coord.readMeta();
     if (!meta) {
       const zeroTime = await this.readers[0]!.zeroTime(Date.now(), ssc.batchDuration);
@@ -200,6 +204,7 @@ export class GroupRuntime implements GroupHandle {
     // started with it, so they share the units from the first claim rather than through a rebalance.
     this.settling = true;
     await coord.join();
+    this.loopTiming.memberAt = Date.now();
     const expected = this.options.instances ?? (Number(process.env.STREAMBOOK_INSTANCES) || undefined);
     const until = Date.now() + (this.options.initialRebalanceDelay ?? 1000);
     while (this.running && Date.now() < until && coord.owners().size === 0 && (expected === undefined || coord.members().length < expected)) {
@@ -207,7 +212,25 @@ export class GroupRuntime implements GroupHandle {
     }
     this.settling = false;
     this.reconcile();
+    this.loopTiming.joinedAt = Date.now();
     this.loop = this.run();
+  }
+
+  /**
+   * Internal (bench:scale): where this instance's time went. The loop's own wall time running its tasks' batches,
+   * asleep in idle() and running outputs; and the owned tasks' timings summed per stage.
+   */
+  loopStats(): Record<string, unknown> {
+    const tasks: Record<number, GroupTask["timing"]> = {};
+    for (const u of this.units.values()) {
+      for (const t of u.tasks) {
+        const sum = (tasks[t.sub] ??= { batches: 0, notReady: 0, inputMs: 0, runMs: 0, commitMs: 0, prefetched: 0 });
+        for (const k of Object.keys(sum) as (keyof GroupTask["timing"])[]) sum[k] += t.timing[k];
+      }
+    }
+    const t = this.loopTiming;
+    const since = (x: number): number => (x > 0 ? x - t.startedAt : -1);
+    return { ...t, connectMs: since(t.connectedAt), memberMs: since(t.memberAt), joinMs: since(t.joinedAt), claimedMs: since(t.lastClaimAt), units: [...this.units.keys()], tasks };
   }
 
   /** Joined but still waiting for the instances started together (see join()). */
@@ -384,6 +407,7 @@ export class GroupRuntime implements GroupHandle {
       for (const sub of plan.subs) if (u < sub.partitions) tasks.push(await GroupTask.open(env, u, sub.id, u, epoch));
       if (!this.running || this.sessionLost) return;
       this.units.set(u, { unit: u, epoch, tasks, releasing: false });
+      this.loopTiming.lastClaimAt = Date.now();
       this.emit({ kind: "assigned", instanceId: this.instanceId, unit: u, epoch, message: `unit ${u} taken by ${this.instanceId} under epoch ${epoch}, resuming at batch ${Math.min(...tasks.map((t) => t.progress))}` });
       this.wakeLoop?.();
     } catch (e) {
@@ -451,21 +475,29 @@ export class GroupRuntime implements GroupHandle {
     while (this.running) {
       let progressed = false;
       const tasks = this.liveTasks();
-      // Stage by stage, so a batch the map side commits is read by the reduce side in the same round; the
-      // tasks of a stage run side by side (their store round trips overlap).
-      const stages = [...new Set(tasks.map((t) => t.sub))].sort((a, b) => a - b);
-      for (const sub of stages) {
-        if (!this.running) break;
-        const results = await Promise.all(tasks.filter((t) => t.sub === sub).map((t) => this.advance(t, failures)));
-        if (results.some((r) => r)) progressed = true;
-      }
+      // Every stage at once: a reduce-side task runs a batch whose map-side entries are all in while map-side tasks
+      // run later batches, so neither waits on the other's round trips (a batch the map side commits in this
+      // round is read by the reduce side in the next, which starts at once since this one made progress).
+      const timing = this.loopTiming;
+      timing.rounds++;
+      const t0 = Date.now();
+      const results = await Promise.all(tasks.map((t) => this.advance(t, failures)));
+      timing.roundsMs += Date.now() - t0;
+      if (results.some((r) => r)) progressed = true;
+      const t1 = Date.now();
       try {
         await this.fireReady();
       } catch (e) {
         this.hooks.reportError(e);
       }
+      timing.fireMs += Date.now() - t1;
       if (progressed) this.pollMs = 1;
-      else await this.idle();
+      else {
+        const t2 = Date.now();
+        await this.idle();
+        timing.idleMs += Date.now() - t2;
+        timing.idles++;
+      }
     }
   }
 
