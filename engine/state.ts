@@ -578,16 +578,16 @@ export class MapWithStateDStream<K, V, S, M> extends StatefulDStream<M, [K, S]> 
    * loop ~200 ms), into flat columns: entries are updated in place, so their values are copied out.
    */
   *checkpointStateSliced(): Sliced<{ entries: ColumnRows }> {
-    // Grown by push, not allocated whole up front: three 1M-slot arrays at once cost one long pause.
-    const keys: K[] = [];
-    const states: S[] = [];
-    const times: number[] = [];
+    const n = this.stateMap.size;
+    const keys = new Array<K>(n);
+    const states = new Array<S>(n);
+    const times = new Array<number>(n);
     let i = 0;
     for (const [k, e] of this.stateMap) {
-      keys.push(k);
-      states.push(e.s);
-      times.push(e.t);
-      if ((++i & (CHUNK - 1)) === 0) yield;
+      keys[i] = k;
+      states[i] = e.s;
+      times[i++] = e.t;
+      if ((i & (CHUNK - 1)) === 0) yield;
     }
     return { entries: new ColumnRows([keys, states, times], i) };
   }
