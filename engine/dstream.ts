@@ -732,7 +732,7 @@ export abstract class StatefulDStream<T, S = T> extends DStream<T> {
   /** Checkpoint hook: replaces the state with what checkpointState() returned. */
   abstract restoreState(data: unknown): void;
   /**
-   * Checkpoint hook: the same value as checkpointState(), copied a chunk at a time (runSliced drives
+   * Checkpoint hook: what checkpointState() returns (the same JSON), copied a chunk at a time (runSliced drives
    * it while batches wait), so a large state never holds the event loop for long.
    */
   checkpointStateSliced?(): Sliced<unknown>;

@@ -2,6 +2,7 @@
 // place where the engine decides when two keys are "the same" (grouping, joins, state, windows).
 
 import { types } from "node:util";
+import { CHUNK, runSync, type Sliced } from "./slicing.js";
 
 /**
  * Key equality used by every keyed operator:
@@ -136,16 +137,88 @@ function isFlatTuple(k: object): k is unknown[] {
 }
 
 /**
+ * Native keys one Map holds before new ones spill into shards. A native Map grows by rehashing its
+ * whole table in one step: past 2^19 keys that step holds the event loop 60-170 ms, which no slicing
+ * can split. Shards of a large map stay small, so each of their rehashes is short.
+ */
+const DIRECT_CAP = 1 << 16;
+const SHARD_BITS = 7;
+const SHARDS = 1 << SHARD_BITS;
+
+/**
+ * Hash bits (14 of them) -> shard, with shard i taking a share ~2^(i/SHARDS) of the keys: shards of
+ * equal shares would all grow past the same size in the same few thousand inserts, and their 128
+ * small rehashes would add up to the one long pause the shards are there to avoid. Shares spread
+ * over an octave spread those rehashes evenly over the time the map takes to double.
+ */
+const SHARD_TABLE = (() => {
+  const slots = 1 << 14;
+  const weights = Array.from({ length: SHARDS }, (_, i) => 2 ** (i / SHARDS));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const table = new Uint8Array(slots);
+  let at = 0;
+  let acc = 0;
+  for (let i = 0; i < SHARDS; i++) {
+    acc += weights[i] as number;
+    const end = i === SHARDS - 1 ? slots : Math.round((acc / total) * slots);
+    table.fill(i, at, end);
+    at = end;
+  }
+  return table;
+})();
+
+/** The spill shard of a native key: any function of the key works, as long as equal keys agree. */
+function shardOf(k: unknown): number {
+  let h: number;
+  if (typeof k === "number") {
+    h = k | 0;
+    // Not an int32 (a fraction, a large id, NaN): mix its high part and its fraction (NaN and ±Infinity give 0).
+    if (h !== k) h = ((k % 2147483647) | 0) ^ (((k % 1) * 2147483647) | 0);
+  } else if (typeof k === "string") {
+    // A few characters, not the whole string: ids and words vary at their ends and middle.
+    const n = k.length;
+    h = n;
+    if (n > 0) h = Math.imul(h ^ k.charCodeAt(n - 1), 0x01000193);
+    if (n > 1) h = Math.imul(h ^ k.charCodeAt(n - 2), 0x01000193);
+    if (n > 2) h = Math.imul(h ^ k.charCodeAt(n >> 1), 0x01000193) ^ k.charCodeAt(0);
+  } else return 0; // booleans, bigints, symbols, identity objects: rare as the millionth key
+  return SHARD_TABLE[Math.imul(h, 0x9e3779b1) >>> 18] as number;
+}
+
+/** Iterates several iterators one after the other (cheaper per step than a generator's yield*). */
+class ChainedIterator<T> implements IterableIterator<T> {
+  private i = 0;
+  constructor(private readonly parts: Iterator<T>[]) {}
+  next(): IteratorResult<T> {
+    const parts = this.parts;
+    while (this.i < parts.length) {
+      const r = (parts[this.i] as Iterator<T>).next();
+      if (!r.done) return r;
+      this.i++;
+    }
+    return { done: true, value: undefined };
+  }
+  [Symbol.iterator](): IterableIterator<T> {
+    return this;
+  }
+}
+
+/**
  * A Map whose keys compare as keysEqual says. Primitive and identity keys go straight into a native
  * Map (no cost beyond one typeof); tuples of primitives go into a trie of native Maps, one level per
  * element (no string building); other value keys are stored by their canonical string in a third
  * Map, with the first-seen key object. Iteration visits the native Map's keys first, then the
  * value keys (tuples and the others together), each group in insertion order. Mutating while iterating is
  * safe as with a Map, except that a value key added during an iteration that began with none may
- * not be visited.
+ * not be visited, and neither may a key added to a large map's spill shard the iteration has passed.
+ * A map past DIRECT_CAP native keys keeps the newer ones in shards (spill): they iterate after the
+ * first DIRECT_CAP, shard by shard.
  */
 export class KeyedMap<K, V> implements Iterable<[K, V]> {
   private direct = new Map<K, V>();
+  /** Native keys added once `direct` held DIRECT_CAP of them, by shardOf (undefined until then). */
+  private spill: Map<K, V>[] | undefined;
+  private spilled = 0;
   private byValue = new Map<string, Slot<K, V>>();
   /** Tuple length -> trie whose last level holds the Slot (pairs have their own level, see PairEntry). */
   private tuples = new Map<number, TrieNode>();
@@ -158,7 +231,57 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   }
 
   get size(): number {
-    return this.direct.size + this.valueSlots.size;
+    return this.direct.size + this.spilled + this.valueSlots.size;
+  }
+
+  // ---- native keys: `direct`, then the spill shards --------------------------------------------
+
+  private nativeGet(k: K): V | undefined {
+    const v = this.direct.get(k);
+    if (v !== undefined || this.spill === undefined) return v;
+    return (this.spill[shardOf(k)] as Map<K, V>).get(k);
+  }
+
+  private nativeHas(k: K): boolean {
+    return this.direct.has(k) || (this.spill !== undefined && (this.spill[shardOf(k)] as Map<K, V>).has(k));
+  }
+
+  private nativeSet(k: K, v: V): void {
+    const d = this.direct;
+    if ((this.spill === undefined && d.size < DIRECT_CAP) || d.has(k)) d.set(k, v);
+    else this.spillSet(k, v);
+  }
+
+  /** Sets a native key that is not in `direct` (and cannot go there any more). */
+  private spillSet(k: K, v: V): void {
+    const spill = (this.spill ??= Array.from({ length: SHARDS }, () => new Map<K, V>()));
+    const shard = spill[shardOf(k)] as Map<K, V>;
+    const n = shard.size;
+    shard.set(k, v);
+    this.spilled += shard.size - n;
+  }
+
+  /** merge/combine for a native key absent from `direct` and, when there is no spill yet, from the map. */
+  private spillCombine<X>(k: K, x: X, create: (x: X) => V, mergeValue: (c: V, x: X) => V): void {
+    if (this.spill === undefined && this.direct.size < DIRECT_CAP) {
+      this.direct.set(k, create(x));
+      return;
+    }
+    const spill = (this.spill ??= Array.from({ length: SHARDS }, () => new Map<K, V>()));
+    const shard = spill[shardOf(k)] as Map<K, V>;
+    const c = shard.get(k);
+    if (c !== undefined || shard.has(k)) shard.set(k, mergeValue(c as V, x));
+    else {
+      shard.set(k, create(x));
+      this.spilled++;
+    }
+  }
+
+  private nativeDelete(k: K): boolean {
+    if (this.direct.delete(k)) return true;
+    if (this.spill === undefined || !(this.spill[shardOf(k)] as Map<K, V>).delete(k)) return false;
+    this.spilled--;
+    return true;
   }
 
   /** The trie slot of a flat tuple, created (with value v) when `create` and absent. */
@@ -236,22 +359,25 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   }
 
   get(k: K): V | undefined {
-    if (typeof k !== "object" || k === null) return this.direct.get(k);
+    if (typeof k !== "object" || k === null) {
+      const v = this.direct.get(k);
+      return v !== undefined || this.spill === undefined ? v : this.nativeGet(k);
+    }
     if (isFlatTuple(k)) return this.tupleSlot(k, false)?.v;
     const e = structuralKey(k);
-    return e === undefined ? this.direct.get(k) : this.byValue.get(e)?.v;
+    return e === undefined ? this.nativeGet(k) : this.byValue.get(e)?.v;
   }
 
   has(k: K): boolean {
-    if (typeof k !== "object" || k === null) return this.direct.has(k);
+    if (typeof k !== "object" || k === null) return this.direct.has(k) || (this.spill !== undefined && this.nativeHas(k));
     if (isFlatTuple(k)) return this.tupleSlot(k, false) !== undefined;
     const e = structuralKey(k);
-    return e === undefined ? this.direct.has(k) : this.byValue.has(e);
+    return e === undefined ? this.nativeHas(k) : this.byValue.has(e);
   }
 
   set(k: K, v: V): this {
     if (typeof k !== "object" || k === null) {
-      this.direct.set(k, v);
+      this.nativeSet(k, v);
       return this;
     }
     if (isFlatTuple(k)) {
@@ -260,7 +386,7 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
       return this;
     }
     const e = structuralKey(k);
-    if (e === undefined) this.direct.set(k, v);
+    if (e === undefined) this.nativeSet(k, v);
     else {
       const slot = this.byValue.get(e);
       if (slot) slot.v = v;
@@ -270,10 +396,10 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   }
 
   delete(k: K): boolean {
-    if (typeof k !== "object" || k === null) return this.direct.delete(k);
+    if (typeof k !== "object" || k === null) return this.nativeDelete(k);
     if (isFlatTuple(k)) return this.deleteTuple(k);
     const e = structuralKey(k);
-    if (e === undefined) return this.direct.delete(k);
+    if (e === undefined) return this.nativeDelete(k);
     const slot = this.byValue.get(e);
     if (!slot) return false;
     this.byValue.delete(e);
@@ -283,6 +409,8 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
 
   clear(): void {
     this.direct.clear();
+    this.spill = undefined;
+    this.spilled = 0;
     this.byValue.clear();
     this.tuples.clear();
     this.pairs.clear();
@@ -295,7 +423,9 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
       const d = this.direct;
       const prev = d.get(k);
       if (prev !== undefined) d.set(k, f(prev, v));
-      else d.set(k, d.has(k) ? f(prev as V, v) : v);
+      else if (d.has(k)) d.set(k, f(prev as V, v));
+      else if (this.spill === undefined && d.size < DIRECT_CAP) d.set(k, v);
+      else this.spillCombine(k, v, same as (x: V) => V, f);
       return;
     }
     if (Array.isArray(k) && k.length === 2) {
@@ -322,7 +452,8 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
     if (typeof k !== "object" || k === null) {
       const d = this.direct;
       const c = d.get(k);
-      d.set(k, c === undefined && !d.has(k) ? create(x) : mergeValue(c as V, x));
+      if (c !== undefined || d.has(k)) d.set(k, mergeValue(c as V, x));
+      else this.spillCombine(k, x, create, mergeValue);
       return;
     }
     this.combineObject(k, x, create, mergeValue);
@@ -355,7 +486,8 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
     if (e === undefined) {
       const d = this.direct;
       const c = d.get(k);
-      d.set(k, c === undefined && !d.has(k) ? create(x) : mergeValue(c as V, x));
+      if (c !== undefined || d.has(k)) d.set(k, mergeValue(c as V, x));
+      else this.spillCombine(k, x, create, mergeValue);
       return;
     }
     const slot = this.byValue.get(e);
@@ -381,35 +513,27 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   }
 
   private get onlyDirect(): boolean {
-    return this.valueSlots.size === 0;
+    return this.valueSlots.size === 0 && this.spill === undefined;
+  }
+
+  private chained<T>(native: (m: Map<K, V>) => Iterator<T>, slot: (s: Slot<K, V>) => T): IterableIterator<T> {
+    const parts: Iterator<T>[] = [native(this.direct)];
+    if (this.spill) for (const shard of this.spill) if (shard.size > 0) parts.push(native(shard));
+    if (this.valueSlots.size > 0) parts.push(mapIterator(this.valueSlots.values(), slot));
+    return new ChainedIterator(parts);
   }
 
   entries(): IterableIterator<[K, V]> {
-    // With no value keys, the native iterator (the common case: string or number keys).
-    return this.onlyDirect ? this.direct.entries() : this.allEntries();
-  }
-
-  private *allEntries(): IterableIterator<[K, V]> {
-    yield* this.direct.entries();
-    for (const s of this.valueSlots) yield [s.k, s.v];
+    // With no value keys and no spill, the native iterator (the common case: string or number keys).
+    return this.onlyDirect ? this.direct.entries() : this.chained((m) => m.entries(), (s) => [s.k, s.v] as [K, V]);
   }
 
   keys(): IterableIterator<K> {
-    return this.onlyDirect ? this.direct.keys() : this.allKeys();
-  }
-
-  private *allKeys(): IterableIterator<K> {
-    yield* this.direct.keys();
-    for (const s of this.valueSlots) yield s.k;
+    return this.onlyDirect ? this.direct.keys() : this.chained((m) => m.keys(), (s) => s.k);
   }
 
   values(): IterableIterator<V> {
-    return this.onlyDirect ? this.direct.values() : this.allValues();
-  }
-
-  private *allValues(): IterableIterator<V> {
-    yield* this.direct.values();
-    for (const s of this.valueSlots) yield s.v;
+    return this.onlyDirect ? this.direct.values() : this.chained((m) => m.values(), (s) => s.v);
   }
 
   forEach(fn: (v: V, k: K) => void): void {
@@ -418,9 +542,27 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
 
   /** A copy that later changes to either map do not affect. */
   copy(): KeyedMap<K, V> {
+    return runSync(this.copySliced());
+  }
+
+  /** As copy(), yielding between shards and every chunk of value keys (a large map's copy holds the loop otherwise). */
+  *copySliced(): Sliced<KeyedMap<K, V>> {
     const c = new KeyedMap<K, V>();
     c.direct = new Map(this.direct);
-    for (const s of this.valueSlots) c.set(s.k, s.v);
+    if (this.spill) {
+      const spill: Map<K, V>[] = [];
+      for (const shard of this.spill) {
+        spill.push(new Map(shard));
+        yield;
+      }
+      c.spill = spill;
+      c.spilled = this.spilled;
+    }
+    let n = 0;
+    for (const s of this.valueSlots) {
+      c.set(s.k, s.v);
+      if ((++n & (CHUNK - 1)) === 0) yield;
+    }
     return c;
   }
 
@@ -428,6 +570,10 @@ export class KeyedMap<K, V> implements Iterable<[K, V]> {
   toMap(): Map<K, V> {
     return new Map(this.entries());
   }
+}
+
+function* mapIterator<A, B>(it: Iterator<A>, f: (a: A) => B): IterableIterator<B> {
+  for (let r = it.next(); !r.done; r = it.next()) yield f(r.value);
 }
 
 /** A set of keys compared as keysEqual says (distinct, subtractByKey, joins). */

@@ -685,28 +685,86 @@ const add = (a: number, b: number) => a + b;
  * boxes, so merging into a key already seen is one lookup and a field write (a KeyedMap's merge is
  * a get and a set); value keys go through a KeyedMap. finish() hands the result over as a KeyedMap.
  */
+/**
+ * Primitive keys boxed in one native Map, up to this many; the rest go to a KeyedMap, whose shards keep
+ * the rehash of a growing Map short (see keys.ts) and which holds no box per key for the GC to copy.
+ */
+const MAX_BOXES = 1 << 16;
+
+/** A pair key [a, b] of primitives boxed by its first element (the `[word, 1]` key), with the first-seen key. */
+interface PairBox<K, C> {
+  k: K;
+  b: unknown;
+  c: C;
+}
+
+/** The box of pair key [a, b] in `pairs`, if the box under `a` is for this `b` (SameValueZero). */
+function pairBox<K, C>(pairs: Map<unknown, PairBox<K, C>>, a: unknown, b: unknown): PairBox<K, C> | undefined {
+  const e = pairs.get(a);
+  return e !== undefined && (e.b === b || (e.b !== e.b && b !== b)) ? e : undefined;
+}
+
+const isPrimitive = (x: unknown): boolean => typeof x !== "object" || x === null;
+
+/**
+ * Combines one partition's values by key. Primitive keys and pair keys of primitives (one box per
+ * first element, as reduceByKey over `[word, n]` keys mostly sees) are one native lookup each; the
+ * other keys, and pairs whose first element comes with a second one, go through a KeyedMap. A key
+ * is never in two places: it goes to a box only while nothing else holds its first element.
+ */
 class CombineBuffer<K, C> {
   private readonly boxes = new Map<K, { c: C }>();
+  private readonly pairs = new Map<unknown, PairBox<K, C>>();
   private values?: KeyedMap<K, C>;
 
   merge(k: K, v: C, f: (a: C, b: C) => C): void {
-    if (typeof k === "object" && k !== null) {
-      (this.values ??= new KeyedMap<K, C>()).merge(k, v, f);
-      return;
+    if (typeof k !== "object" || k === null) {
+      const b = this.boxes.get(k);
+      if (b !== undefined) {
+        b.c = f(b.c, v);
+        return;
+      }
+      if (this.boxes.size < MAX_BOXES) {
+        this.boxes.set(k, { c: v });
+        return;
+      }
+    } else if (Array.isArray(k) && k.length === 2 && isPrimitive(k[0]) && isPrimitive(k[1])) {
+      const e = pairBox(this.pairs, k[0], k[1]);
+      if (e !== undefined) {
+        e.c = f(e.c, v);
+        return;
+      }
+      if (this.pairs.size < MAX_BOXES && !this.pairs.has(k[0])) {
+        this.pairs.set(k[0], { k, b: k[1], c: v });
+        return;
+      }
     }
-    const b = this.boxes.get(k);
-    if (b !== undefined) b.c = f(b.c, v);
-    else this.boxes.set(k, { c: v });
+    (this.values ??= new KeyedMap<K, C>()).merge(k, v, f);
   }
 
   combine<X>(k: K, x: X, create: (x: X) => C, mergeValue: (c: C, x: X) => C): void {
-    if (typeof k === "object" && k !== null) {
-      (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
-      return;
+    if (typeof k !== "object" || k === null) {
+      const b = this.boxes.get(k);
+      if (b !== undefined) {
+        b.c = mergeValue(b.c, x);
+        return;
+      }
+      if (this.boxes.size < MAX_BOXES) {
+        this.boxes.set(k, { c: create(x) });
+        return;
+      }
+    } else if (Array.isArray(k) && k.length === 2 && isPrimitive(k[0]) && isPrimitive(k[1])) {
+      const e = pairBox(this.pairs, k[0], k[1]);
+      if (e !== undefined) {
+        e.c = mergeValue(e.c, x);
+        return;
+      }
+      if (this.pairs.size < MAX_BOXES && !this.pairs.has(k[0])) {
+        this.pairs.set(k[0], { k, b: k[1], c: create(x) });
+        return;
+      }
     }
-    const b = this.boxes.get(k);
-    if (b !== undefined) b.c = mergeValue(b.c, x);
-    else this.boxes.set(k, { c: create(x) });
+    (this.values ??= new KeyedMap<K, C>()).combine(k, x, create, mergeValue);
   }
 
   *finish(): Sliced<KeyedMap<K, C>> {
@@ -716,7 +774,16 @@ class CombineBuffer<K, C> {
       out.set(k, b.c);
       if ((++n & (CHUNK - 1)) === 0) yield;
     }
-    if (this.values) for (const [k, c] of this.values) out.set(k, c);
+    for (const e of this.pairs.values()) {
+      out.set(e.k, e.c);
+      if ((++n & (CHUNK - 1)) === 0) yield;
+    }
+    if (this.values) {
+      for (const [k, c] of this.values) {
+        out.set(k, c);
+        if ((++n & (CHUNK - 1)) === 0) yield;
+      }
+    }
     return out;
   }
 }

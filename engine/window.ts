@@ -7,6 +7,7 @@ import { IllegalArgumentError } from "./errors.js";
 import { KeyedMap } from "./keys.js";
 import { formatRecord, type RDD } from "./rdd.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
+import { ColumnRows } from "./checkpoint/format.js";
 
 export class WindowedDStream<T> extends DStream<T> {
   constructor(
@@ -76,9 +77,9 @@ export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]
       let m: KeyedMap<K, V>;
       if (prevRDD) {
         const km = (yield* prevRDD.keyedGen()) as KeyedMap<K, V> | undefined;
-        m = km ? km.copy() : new KeyedMap((yield* prevRDD.partsGen()).flat());
+        m = km ? yield* km.copySliced() : new KeyedMap((yield* prevRDD.partsGen()).flat());
         prevRDD = undefined;
-      } else m = prevMap ? prevMap.copy() : new KeyedMap();
+      } else m = prevMap ? yield* prevMap.copySliced() : new KeyedMap();
       for (const old of oldRDDs) {
         yield* forEachPair(old, (k, v) => {
           if (!m.has(k)) {
@@ -120,21 +121,24 @@ export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]
     return { time, window: rdd ? [...((runSync(rdd.keyedGen()) as KeyedMap<K, V> | undefined) ?? rdd.collect())] : [], slices };
   }
 
-  /** As checkpointState(), a chunk of pairs at a time. */
+  /** As checkpointState() (the same JSON), a chunk of pairs at a time. */
   *checkpointStateSliced(): Sliced<unknown> {
     const time = this.ssc.graph.lastCompletedTime;
     if (time === undefined) return { time: null, window: [], slices: [] };
-    const copy = function* (pairs: Iterable<[K, V]>, size: number): Sliced<[K, V][]> {
-      const out = new Array<[K, V]>(size);
+    // Into flat columns (no small array per pair for the collector to copy while young); the maps of
+    // computed windows and reduced batches are not changed later, but their RDDs may be forgotten.
+    const copy = function* (pairs: Iterable<[K, V]>, size: number): Sliced<ColumnRows> {
+      const keys = new Array<K>(size);
+      const values = new Array<V>(size);
       let i = 0;
       for (const kv of pairs) {
-        out[i++] = [kv[0], kv[1]];
+        keys[i] = kv[0];
+        values[i++] = kv[1];
         if ((i & (CHUNK - 1)) === 0) yield;
       }
-      out.length = i;
-      return out;
+      return new ColumnRows([keys, values], i);
     };
-    const slices: [number, [K, V][]][] = [];
+    const slices: [number, ColumnRows][] = [];
     for (const t of this.parent.generatedTimes()) {
       if (t <= time - this.windowDuration || t > time) continue;
       const rdd = this.parent.generatedAt(t) as RDD<[K, V]>;
@@ -146,7 +150,7 @@ export class ReducedWindowedDStream<K, V> extends StatefulDStream<[K, V], [K, V]
       }
     }
     const rdd = this.generatedRDDs.get(time);
-    let window: [K, V][] = [];
+    let window: ColumnRows | [K, V][] = [];
     if (rdd) {
       const km = (yield* rdd.keyedGen()) as KeyedMap<K, V> | undefined;
       window = km ? yield* copy(km, km.size) : rdd.collect();

@@ -122,6 +122,111 @@ describe("KeyedMap and keysEqual", () => {
   });
 });
 
+describe("a large KeyedMap (past 65536 native keys, which spill into shards)", () => {
+  // Keys of every native kind, and a few value keys among them, in one map of 100k keys.
+  const N = 100_000;
+  const keyAt = (i: number): unknown => {
+    switch (i % 6) {
+      case 0:
+        return i; // small integers
+      case 1:
+        return `user-${i}`; // ids varying at the end
+      case 2:
+        return i / 7; // fractions
+      case 3:
+        return 1_700_000_000_000 + i * 1000; // millisecond timestamps: multiples of 1000
+      case 4:
+        return `${i}`.padStart(12, "0");
+      default:
+        return i % 600 === 5 ? [`t${i}`, i] : -i - 0.5;
+    }
+  };
+
+  it("agrees with a plain Map on get, has, set, merge, combine, delete, size and iteration", () => {
+    const km = new KeyedMap<unknown, number>();
+    const ref = new Map<string, [unknown, number]>();
+    const id = (k: unknown) => (Array.isArray(k) ? `T${JSON.stringify(k)}` : `${typeof k}:${String(k)}`);
+    for (let i = 0; i < N; i++) {
+      const k = keyAt(i);
+      if (i % 3 === 0) km.set(k, i);
+      else if (i % 3 === 1) km.merge(k, i, (a, b) => a + b);
+      else km.combine(k, i, (x) => x, (c, x) => c + x);
+      ref.set(id(k), [k, i]);
+    }
+    // Updates of existing keys (in direct and in the shards), merges and deletes.
+    for (let i = 0; i < N; i += 5) {
+      const k = keyAt(i);
+      km.merge(Array.isArray(k) ? [...k] : k, 1, (a, b) => a + b);
+      (ref.get(id(k)) as [unknown, number])[1] += 1;
+    }
+    for (let i = 1; i < N; i += 11) {
+      const k = keyAt(i);
+      expect(km.delete(Array.isArray(k) ? [...k] : k)).toBe(true);
+      ref.delete(id(k));
+    }
+    expect(km.delete("absent")).toBe(false);
+    expect(km.size).toBe(ref.size);
+    const wrong: unknown[] = [];
+    for (let i = 0; i < N; i++) {
+      const k = keyAt(i);
+      const want = ref.get(id(k));
+      if (km.has(k) !== (want !== undefined) || km.get(k) !== want?.[1]) wrong.push(k);
+    }
+    expect(wrong).toEqual([]);
+    const seen = new Map<string, number>();
+    for (const [k, v] of km) seen.set(id(k), v);
+    expect(seen).toEqual(new Map([...ref].map(([i, kv]) => [i, kv[1]])));
+    expect([...km.keys()].length).toBe(ref.size);
+    expect([...km.values()].reduce((a, b) => a + b, 0)).toBe([...ref.values()].reduce((a, kv) => a + kv[1], 0));
+    // SameValueZero holds in the shards too: -0 finds 0, NaN finds NaN.
+    km.set(NaN, -1);
+    expect(km.get(NaN)).toBe(-1);
+    expect(km.get(-0)).toBe(km.get(0));
+  });
+
+  it("copies are independent and the sliced copy yields as it goes; a deleted key comes back once", () => {
+    const km = new KeyedMap<unknown, number>();
+    for (let i = 0; i < N; i++) km.set(keyAt(i), i);
+    const gen = km.copySliced();
+    let steps = 0;
+    let r = gen.next();
+    while (!r.done) {
+      steps++;
+      r = gen.next();
+    }
+    const copy = r.value;
+    expect(steps).toBeGreaterThan(10);
+    expect(copy.size).toBe(N);
+    km.set(keyAt(N - 1), -1);
+    km.delete(keyAt(N - 2));
+    expect(copy.get(keyAt(N - 1))).toBe(N - 1);
+    expect(copy.has(keyAt(N - 2))).toBe(true);
+    km.set(keyAt(N - 2), 7);
+    km.set(keyAt(N - 2), 8);
+    expect(km.size).toBe(N);
+    expect(km.get(keyAt(N - 2))).toBe(8);
+    const plain = km.copy();
+    km.clear();
+    expect(km.size).toBe(0);
+    expect(km.get(keyAt(N - 3))).toBeUndefined();
+    expect(plain.size).toBe(N);
+    expect(plain.get(keyAt(N - 3))).toBe(N - 3);
+  });
+
+  it("keeps every native Map small: none holds more than 65536 keys, so no rehash holds the loop long", () => {
+    const km = new KeyedMap<number, number>();
+    for (let i = 0; i < 1_000_000; i++) km.merge(i, 1, (a, b) => a + b);
+    expect(km.size).toBe(1_000_000);
+    const inner = km as unknown as { direct: Map<number, number>; spill: Map<number, number>[] };
+    const sizes = [inner.direct.size, ...inner.spill.map((m) => m.size)];
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(1 << 16);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(1_000_000);
+    // Shares differ (over an octave), so the shards do not all grow, and rehash, at the same moment.
+    const spilled = inner.spill.map((m) => m.size);
+    expect(Math.max(...spilled) / Math.min(...spilled)).toBeGreaterThan(1.5);
+  });
+});
+
 describe("tuple keys in batch operators", () => {
   it("reduceByKey", async () => {
     const input: Tup[][] = [

@@ -5,7 +5,7 @@ import type { SourcesStartedInfo, StreamingContext } from "../context.js";
 import type { InputDStream } from "../sources/input.js";
 import type { StreamingListener } from "../listener.js";
 import { CheckpointStore, type LoadedCheckpoint } from "./store.js";
-import { encodeCheckpointSliced, type CheckpointData } from "./format.js";
+import { ColumnRows, encodeCheckpointSliced, type CheckpointData } from "./format.js";
 import { CHUNK, runSliced, type Sliced } from "../slicing.js";
 import { StateDStream } from "../state.js";
 import type { StatefulDStream } from "../dstream.js";
@@ -333,16 +333,17 @@ function* stateSliced(s: StatefulDStream<unknown, unknown>): Sliced<unknown> {
   // mapWithState, inverse windows and event windows copy themselves in slices.
   if (s.checkpointStateSliced) return yield* s.checkpointStateSliced();
   if (!(s instanceof StateDStream)) return s.checkpointState();
-  // The same value as StateDStream.checkpointState(): { entries: [key, state][] }.
+  // The same JSON as StateDStream.checkpointState(): { entries: [key, state][] }, held as two flat columns.
   const rdd = s.state() as RDD<[unknown, unknown]>;
   const m = yield* rdd.keyedGen();
   if (!m) return { entries: rdd.collect() };
-  const entries: [unknown, unknown][] = new Array<[unknown, unknown]>(m.size);
+  const keys = new Array<unknown>(m.size);
+  const states = new Array<unknown>(m.size);
   let i = 0;
-  for (const e of m.entries()) {
-    entries[i++] = e; // the iterator hands out a fresh [key, value] array each time
+  for (const [k, v] of m.entries()) {
+    keys[i] = k;
+    states[i++] = v;
     if ((i & (CHUNK - 1)) === 0) yield;
   }
-  entries.length = i;
-  return { entries };
+  return { entries: new ColumnRows([keys, states], i) };
 }

@@ -166,6 +166,52 @@ function isPlainObject(v: object): v is Record<string, unknown> {
 }
 
 /**
+ * Rows kept as columns (row i is [columns[0][i], columns[1][i], ...]): a snapshot of 1M keys copied
+ * into a few flat arrays, not 1M small ones that the garbage collector would copy again and again
+ * while they are young. Encoded exactly as the array of rows (toJSON too); rows are built a piece at
+ * a time only while encoding.
+ */
+export class ColumnRows {
+  constructor(
+    readonly columns: readonly unknown[][],
+    readonly length: number,
+  ) {}
+
+  /** Rows from..to-1 as arrays. */
+  rows(from: number, to: number): unknown[][] {
+    const end = Math.min(to, this.length);
+    const out = new Array<unknown[]>(Math.max(0, end - from));
+    const cols = this.columns;
+    for (let i = from; i < end; i++) {
+      const row = new Array<unknown>(cols.length);
+      for (let c = 0; c < cols.length; c++) row[c] = (cols[c] as unknown[])[i];
+      out[i - from] = row;
+    }
+    return out;
+  }
+
+  toJSON(): unknown[][] {
+    return this.rows(0, this.length);
+  }
+}
+
+/**
+ * True for a short array with a large array, Map or Set among its elements, down to `depth` levels of
+ * arrays (an inverse window's slices: [[time, pairs], ...]); stringified whole, it would hold the loop.
+ */
+function holdsBig(items: unknown[], depth = 2): boolean {
+  for (let i = 0; i < items.length; i++) {
+    const x = items[i];
+    if (x === null || typeof x !== "object") continue;
+    if (x instanceof ColumnRows) return true;
+    if (Array.isArray(x)) {
+      if (x.length > ELEMENTS_PER_PIECE || (depth > 1 && holdsBig(x, depth - 1))) return true;
+    } else if ((x instanceof Map || x instanceof Set) && x.size > ELEMENTS_PER_PIECE) return true;
+  }
+  return false;
+}
+
+/**
  * As encodeCheckpoint, as a generator that yields every few thousand array elements, so runSliced can
  * give the event loop turns while 1M keys of state are encoded. The bytes are exactly encodeCheckpoint's:
  * containers are walked in JSON.stringify's order and everything small goes through encodeValue, whose
@@ -199,12 +245,30 @@ export function* encodeCheckpointSliced(data: CheckpointData): Sliced<Buffer> {
     }
   }
   function* value(v: unknown, unwrap = false): Sliced<void> {
+    if (v instanceof ColumnRows) {
+      emit("[");
+      for (let i = 0; i < v.length; i += ELEMENTS_PER_PIECE) {
+        if (i > 0) emit(",");
+        yield* value(v.rows(i, i + ELEMENTS_PER_PIECE), true);
+      }
+      emit("]");
+      return;
+    }
     if (v !== null && typeof v === "object" && !unwrap) {
       if (open.has(v)) throw new CheckpointSerializationError("checkpoint: state holds a circular reference; checkpoints store trees of data only");
-      const big = Array.isArray(v) ? v.length > ELEMENTS_PER_PIECE : v instanceof Map || v instanceof Set ? v.size > ELEMENTS_PER_PIECE : isPlainObject(v);
+      const big = Array.isArray(v) ? v.length > ELEMENTS_PER_PIECE || holdsBig(v) : v instanceof Map || v instanceof Set ? v.size > ELEMENTS_PER_PIECE : isPlainObject(v);
       if (big) {
         open.add(v);
-        if (Array.isArray(v)) {
+        if (Array.isArray(v) && v.length <= ELEMENTS_PER_PIECE) {
+          // A short array holding a large one (an inverse window's [time, pairs] slices): element by element.
+          emit("[");
+          for (let i = 0; i < v.length; i++) {
+            if (i > 0) emit(",");
+            // JSON.stringify writes null for a function or symbol element; encodeValue would refuse them as it does.
+            yield* value(v[i]);
+          }
+          emit("]");
+        } else if (Array.isArray(v)) {
           emit("[");
           yield* elements(v);
           emit("]");
