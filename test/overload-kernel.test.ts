@@ -96,7 +96,7 @@ describe("a kernel under 4x overload (rateStream, 2 charts, 50 ms batches) for 6
     expect(await chartWorkerStarts()).toBe(0);
   }, 60_000);
 
-  it("keeps answering kernel_info (p99 printed against the 100 ms goal), keeps RSS bounded, and accounts for every row", async () => {
+  it("answers kernel_info within 100 ms at p99, keeps RSS bounded, and accounts for every row", async () => {
     const k = kernel!;
     const pid = k.child.pid!;
     // What the pipeline processes per second, measured in the kernel on the manual clock (unthrottled).
@@ -156,13 +156,10 @@ console.log(JSON.stringify({ processed: ov.counted.rows, dropped: ov.counted.dro
 
     expect(k.alive).toBe(true);
     expect(latencies.length).toBeGreaterThan(SECONDS * 4);
-    // Issue 14's goal is p99 <= 100 ms; it is NOT met yet: 138 and 206 ms measured with this test running alone on a
-    // 2-core machine (an open item in the issue); 216, 247 and 498 ms with charts rendered in the chart worker, on
-    // the same machine shared with other work (load average 12-18), where the scavenges of the engine's rows are
-    // the largest share of the main thread's slow stretches. This bound keeps what was fixed, a kernel that keeps
-    // answering (before: no reply at all, then an out-of-memory death), until the goal is reached.
+    // Issue 14's goal. Run alone on a 2-core machine: 58-63 ms once charts render in the chart worker and the
+    // type checker lives in its own process (the kernel's heap no longer holds TypeScript's), 138-206 ms before.
     console.log(`kernel_info p99 under 4x overload: ${p99.toFixed(1)} ms (goal 100 ms)`);
-    expect(p99).toBeLessThanOrEqual(500);
+    expect(p99).toBeLessThanOrEqual(100);
     // Bounded: well under a gigabyte, and not growing (the second half's peak within 25% of the first's).
     expect(maxRss).toBeLessThan(1024 ** 3);
     expect(secondHalfMax).toBeLessThan(firstHalfMax * 1.25);
