@@ -254,6 +254,8 @@ export class KafkaInputDStream<T extends string | Buffer = string> extends Direc
   /** Without checkpoints: the offsets each generated batch ends at, committed once it completes. */
   private readonly batchEnds = new Map<number, Record<string, number>>();
   private commits: Promise<void> = Promise.resolve();
+  /** The last offset commit failed (the next failure in a row is reported). */
+  private commitFailed = false;
 
   constructor(ssc: StreamingContext, options: KafkaStreamOptions) {
     super(ssc, options);
@@ -519,7 +521,18 @@ export class KafkaInputDStream<T extends string | Buffer = string> extends Direc
 
   private queueCommit(ends: Record<string, number>, rethrow = false): Promise<void> {
     const run = this.commits.then(() => this.commit(ends));
-    this.commits = run.catch((e: unknown) => this.report(e));
+    // Offsets are cumulative: a commit lost to a dropped connection is made good by the next checkpoint's.
+    // One failure is only noted (ssc.ui() shows it); a second in a row goes under the cell too.
+    this.commits = run.then(
+      () => {
+        this.commitFailed = false;
+      },
+      (e: unknown) => {
+        if (this.commitFailed) this.report(e);
+        else this.note(e);
+        this.commitFailed = true;
+      },
+    );
     return rethrow ? run : this.commits;
   }
 

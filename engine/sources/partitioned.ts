@@ -343,7 +343,7 @@ export abstract class DirectLogInputDStream<R> extends InputDStream<R> implement
   }
 
   /** Counts an error and keeps it for ssc.ui(), without telling the listeners. */
-  private note(e: unknown, retryInMs?: number): void {
+  protected note(e: unknown, retryInMs?: number): void {
     this.errors++;
     // The error's class name leads, so it can be searched for (KafkaTopicNotFoundError, ...).
     this.lastErrorMessage = `${this.describeLog()}: ${errorMessage(e)}${retryInMs !== undefined ? `; retrying in ${retryInMs} ms` : ""}`;
