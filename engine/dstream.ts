@@ -434,7 +434,8 @@ export abstract class DStream<T> {
 
   // ---- pairs ------------------------------------------------------------------------------
   // Keys compare by value for tuples (arrays), plain objects and Dates, as Spark compares Python
-  // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key.
+  // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key
+  // (a tuple key of primitives as the engine's equal copy: keptPair says why).
 
   mapValues<K, V, U>(this: DStream<[K, V]>, f: (v: V) => U): DStream<[K, U]> {
     return restating(this.derive("mapValues", (rdd) => rdd.mapValues(f)), this.restatesKeyedTotals);

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { EmptyRDDError, IllegalArgumentError, RDDBusyError } from "./errors.js";
-import { KeyedMap, KeyedSet, keysEqual } from "./keys.js";
+import { KeyedMap, KeyedSet, keptPair, keysEqual } from "./keys.js";
 import { CHUNK, runSync, type Sliced } from "./slicing.js";
 import { AccumulatorV2, Broadcast, CollectionAccumulator, DoubleAccumulator, LongAccumulator, type AccumulatorInfo } from "./shared/index.js";
 
@@ -506,7 +506,8 @@ export class RDD<T> {
 
   // ---- pairs ------------------------------------------------------------------------------
   // Keys compare by value for tuples (arrays), plain objects and Dates, as Spark compares Python
-  // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key.
+  // tuples and case classes; other objects by identity (engine/keys.ts). Outputs keep the first-seen key
+  // (a tuple key of primitives as the engine's equal copy: keptPair says why).
 
   mapValues<K, V, U>(this: RDD<[K, V]>, f: (v: V) => U): RDD<[K, U]> {
     return this.narrow(
@@ -691,7 +692,7 @@ const add = (a: number, b: number) => a + b;
  */
 const MAX_BOXES = 1 << 16;
 
-/** A pair key [a, b] of primitives boxed by its first element (the `[word, 1]` key), with the first-seen key. */
+/** A pair key [a, b] of primitives boxed by its first element (the `[word, 1]` key), with a copy of the key (keptPair). */
 interface PairBox<K, C> {
   k: K;
   b: unknown;
@@ -735,7 +736,7 @@ class CombineBuffer<K, C> {
         return;
       }
       if (this.pairs.size < MAX_BOXES && !this.pairs.has(k[0])) {
-        this.pairs.set(k[0], { k, b: k[1], c: v });
+        this.pairs.set(k[0], { k: keptPair<K>(k[0], k[1]), b: k[1], c: v });
         return;
       }
     }
@@ -760,7 +761,7 @@ class CombineBuffer<K, C> {
         return;
       }
       if (this.pairs.size < MAX_BOXES && !this.pairs.has(k[0])) {
-        this.pairs.set(k[0], { k, b: k[1], c: create(x) });
+        this.pairs.set(k[0], { k: keptPair<K>(k[0], k[1]), b: k[1], c: create(x) });
         return;
       }
     }

@@ -61,6 +61,21 @@ describe("KeyedMap and keysEqual", () => {
     expect(keysEqual([1n], [1])).toBe(false);
   });
 
+  it("a merge keeps its own copy of a tuple key, so a user's tuple is never held past its batch", () => {
+    // Holding one user tuple per distinct key makes V8 pretenure the user's allocation site (keys.ts, keptPair).
+    const m = new KeyedMap<unknown, number>();
+    const pair = ["a", 1];
+    const triple = ["b", 2, 3];
+    m.merge(pair, 1, (x, y) => x + y);
+    m.merge(["a", 1], 2, (x, y) => x + y);
+    m.combine(triple, 5, (x) => [x], (c, x) => [...c, x]);
+    const keys = [...m.keys()];
+    expect(keys).toEqual([["a", 1], ["b", 2, 3]]);
+    expect(keys[0]).not.toBe(pair);
+    expect(keys[1]).not.toBe(triple);
+    expect(m.get(["a", 1])).toBe(3);
+  });
+
   it("a string that looks like an encoded key does not collide with the key", () => {
     const m = new KeyedMap<unknown, string>();
     const tuple = ["a", 1];
