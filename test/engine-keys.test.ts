@@ -68,12 +68,14 @@ describe("KeyedMap and keysEqual", () => {
     const triple = ["b", 2, 3];
     m.merge(pair, 1, (x, y) => x + y);
     m.merge(["a", 1], 2, (x, y) => x + y);
-    m.combine(triple, 5, (x) => [x], (c, x) => [...c, x]);
+    m.combine(triple, 5, (x: number) => x, (c, x: number) => c + x);
+    m.combine(["b", 2, 3], 6, (x: number) => x, (c, x: number) => c + x);
     const keys = [...m.keys()];
     expect(keys).toEqual([["a", 1], ["b", 2, 3]]);
     expect(keys[0]).not.toBe(pair);
     expect(keys[1]).not.toBe(triple);
     expect(m.get(["a", 1])).toBe(3);
+    expect(m.get(["b", 2, 3])).toBe(11);
   });
 
   it("a string that looks like an encoded key does not collide with the key", () => {
