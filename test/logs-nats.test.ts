@@ -144,7 +144,10 @@ describe.skipIf(!natsServerAvailable())("natsStream against a real nats-server (
       await pub.nc.close();
     }
     expect(restarted).toBe(true);
-    expect(errors.length, "the outage was reported").toBeGreaterThan(0);
+    // A server back at the source's first retry is only noted (ssc.ui()); one still down then is also reported
+    // under the cell (partitioned.ts, supervise). Which one happens depends on how fast nats-server restarts.
+    expect(source.errors, "the outage was noted").toBeGreaterThan(0);
+    expect(errors.length).toBeLessThanOrEqual(source.errors);
     expect(read).toEqual(Array.from({ length: N }, (_, i) => i));
     const out = await jsm.streams.info("ROUT");
     expect(out.state.messages).toBe(N);
