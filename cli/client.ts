@@ -299,14 +299,28 @@ export class KernelClient {
       }
       if (replied) {
         // The reply's busy/idle travel on IOPub; once one arrives, later cells' output will too.
-        if (this.iopubSeen > 0) return;
-        await this.waitIopub(Math.min(500, Math.max(0, deadline - Date.now())));
-        if (this.iopubSeen > 0) return;
+        if (this.iopubSeen === 0) await this.waitIopub(Math.min(500, Math.max(0, deadline - Date.now())));
+        if (this.iopubSeen > 0 && (await this.controlAnswers(Math.min(1000, Math.max(1, deadline - Date.now()))))) return;
       }
     }
     throw new KernelStartError(
       `kernel ${this.spec.name} did not become ready within ${Math.round(timeoutMs / 1000)} s${this.logText() ? `; its output:\n${this.logText()}` : ""}; check that ${this.spec.argv[0]} runs`,
     );
+  }
+
+  /**
+   * Whether the control channel answers kernel_info. Another thread of the kernel binds control and heartbeat,
+   * and a port taken there ends the kernel after shell has already answered: launch() must see that failure
+   * (and launch again with new ports) rather than the first request after it.
+   */
+  private async controlAnswers(ms: number): Promise<boolean> {
+    try {
+      await this.request("control", "kernel_info_request", {}, ms);
+      return true;
+    } catch (err) {
+      if (err instanceof KernelDiedError || err instanceof RequestTimeoutError) return false;
+      throw err;
+    }
   }
 
   private waitIopub(ms: number): Promise<void> {

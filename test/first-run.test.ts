@@ -192,18 +192,22 @@ describe("the command line", () => {
       const wrapper = path.join(dir, "wrapper.cjs");
       fs.writeFileSync(wrapper, `
 const fs = require("node:fs"), net = require("node:net");
-const [connection, marker, cli] = process.argv.slice(2);
+const [connection, marker, cli, port = "shell_port"] = process.argv.slice(2);
 const info = JSON.parse(fs.readFileSync(connection, "utf8"));
 const start = () => require(cli).main(["kernel", "-f", connection]);
 if (marker === "every launch" || !fs.existsSync(marker)) {
   if (marker !== "every launch") fs.writeFileSync(marker, "");
-  net.createServer().listen(info.shell_port, "127.0.0.1", start);
+  net.createServer().listen(info[port], "127.0.0.1", start);
 } else start();
 `);
       const cli = path.join(REPO, "dist", "cli", "streambook.js");
-      const runner = (marker: string) => [STREAMBOOK_BIN, "run", notebook, "--kernel-cmd", `${process.execPath} ${wrapper} {connection_file} "${marker}" ${cli}`];
+      const runner = (marker: string, port = "shell_port") => [STREAMBOOK_BIN, "run", notebook, "--kernel-cmd", `${process.execPath} ${wrapper} {connection_file} "${marker}" ${cli} ${port}`];
       const once = await runProcess(process.execPath, runner(path.join(dir, "taken-once")), process.env, 90_000, dir);
       expect(once).toContain("done: 1 cell(s)");
+      // The heartbeat port, bound by the kernel's control thread: shell may answer before that bind fails, and
+      // the launch must still see the failure and launch again, not leave it to the first cell.
+      const hbOnce = await runProcess(process.execPath, runner(path.join(dir, "hb-taken-once"), "hb_port"), process.env, 90_000, dir);
+      expect(hbOnce).toContain("done: 1 cell(s)");
       const every = spawnSync(process.execPath, runner("every launch"), { encoding: "utf8", cwd: dir, timeout: 90_000 });
       expect(every.status).toBe(1);
       expect(every.stderr).toMatch(/was taken before the kernel could bind it; launching the kernel again with other ports/);
